@@ -1,0 +1,39 @@
+# The course's two commands (see README):
+#   make lab    install everything into .venv and open JupyterLab on the notebooks
+#   make test   install everything (incl. test tools) and run the whole suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: lab test install install-dev build-notebooks budget bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+
+install-dev: install
+	$(BIN)/pip install -q -r requirements-dev.txt
+
+lab: install
+	$(BIN)/jupyter lab notebooks/
+
+test: install-dev
+	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
+
+build-notebooks: install-dev
+	$(BIN)/python tools/notebooks.py build
+
+budget: install-dev
+	$(BIN)/python tools/budget.py
+
+bench: install-dev
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

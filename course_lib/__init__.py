@@ -1,0 +1,118 @@
+"""course_lib: the final, tested version of every mechanism in the course.
+
+Foundation-model architectures, from attention to Mamba. Each notebook derives a mechanism;
+this package keeps the version later notebooks import. Modules follow the lectures:
+``attention`` (01), ``positional`` (02), ``transformer`` (03), ``bert`` (04), ``gpt`` (05),
+``ssm`` (06), ``mamba`` (07), plus the shared services ``data``, ``training``, ``viz``, ``checks``.
+
+Glossary (one name per concept, lowercase axes everywhere)
+----------------------------------------------------------
+=========  ===============================================================
+``b``      batch size
+``t``      sequence length (``l`` in the SSM/Mamba modules, as in the papers)
+``s``      length of the *source* sequence in cross-attention (keys/values)
+``d``      model width, ``d_model`` (Mamba: the inner width ``d_inner``)
+``h``      number of attention heads, ``n_heads``
+``dh``     width of one head, ``d_head = d_model // n_heads``  (the lecture's d_k)
+``v``      vocabulary size
+``n``      SSM state size (``d_state``)
+``q,k,v``  query, key, value tensors  (Q = X W_Q, K = X W_K, V = X W_V)
+``A, B, C, D``  SSM matrices; ``A_bar, B_bar`` their discretized forms (Ā, B̄)
+``delta``  the SSM step size Δ
+``K_bar``  the SSM convolution kernel K̄ = (CB̄, CĀB̄, …, CĀ^{L-1}B̄)
+=========  ===============================================================
+
+Shape comments read like ``# (b, h, t, dh)``. Masks are boolean with ``True`` = "may attend".
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+__version__ = "0.1.0"
+__all__ = ["setup", "get_device", "ShapeError", "check_shape"]
+
+
+def get_device() -> torch.device:
+    """The device course code runs on: CUDA when present, else CPU (COURSE_DEVICE overrides)."""
+    name = os.environ.get("COURSE_DEVICE")
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def setup(seed: int = 0, threads: int | None = None, verbose: bool = True) -> torch.device:
+    """Make a notebook reproducible: seed Python, NumPy and torch, fix the thread count.
+
+    Float sums depend on how work is split across threads, so the thread count is fixed
+    (default 1, or COURSE_THREADS) to make printed numbers identical on every re-run.
+    Returns the device (GPU when present) and prints one line saying what was chosen.
+    """
+    if threads is None:
+        threads = int(os.environ.get("COURSE_THREADS", "1"))
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    device = get_device()
+    if device.type == "cuda":
+        torch.cuda.manual_seed_all(seed)
+    _setup_matplotlib()
+    if verbose:
+        print(f"course_lib {__version__}: seed={seed}, torch threads={threads}, device={device.type}")
+    return device
+
+
+def _setup_matplotlib() -> None:
+    """PNG figures of a fixed size and dpi, so notebooks store small, stable images."""
+    try:
+        import matplotlib
+    except ImportError:  # pragma: no cover - matplotlib is a dependency
+        return
+    matplotlib.rcParams.update({"figure.dpi": 72, "savefig.dpi": 72, "figure.figsize": (6, 4),
+                                "svg.hashsalt": "course"})
+
+
+class ShapeError(ValueError):
+    """A ValueError raised by course_lib when a tensor has the wrong shape."""
+
+
+def check_shape(x: torch.Tensor, expected: tuple, name: str) -> dict:
+    """Check ``x.shape`` against ``expected``; entries are ints, axis names (str) or None.
+
+    Axis names are bound on first sight and must agree afterwards, so
+    ``check_shape(q, ("b", "t", "d"), "q")`` returns ``{"b": .., "t": .., "d": ..}``.
+    Raises ShapeError (a ValueError) naming the expected and the received shape.
+    """
+    return check_shapes([(x, expected, name)])
+
+
+def check_shapes(items, bound: dict | None = None) -> dict:
+    """Check several ``(tensor, expected, name)`` triples with shared axis names (see check_shape)."""
+    bound = {} if bound is None else dict(bound)
+    for x, expected, name in items:
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"{name}: expected a torch.Tensor, received {type(x).__name__}")
+        want = "(" + ", ".join(str(e) for e in expected) + ")"
+        if x.dim() != len(expected):
+            raise ShapeError(f"{name}: expected shape {want} ({len(expected)} dims), "
+                             f"received {tuple(x.shape)} ({x.dim()} dims)")
+        for axis, (size, e) in enumerate(zip(x.shape, expected)):
+            if e is None:
+                continue
+            if isinstance(e, int):
+                ok, target = size == e, e
+            else:
+                target = bound.setdefault(e, size)
+                ok = size == target
+            if not ok:
+                resolved = "(" + ", ".join(f"{e}={bound[e]}" if isinstance(e, str) and e in bound
+                                           else str(e) for e in expected) + ")"
+                raise ShapeError(f"{name}: expected shape {want} = {resolved}, received "
+                                 f"{tuple(x.shape)} (axis {axis} is {size}, expected {target})")
+    return bound

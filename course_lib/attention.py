@@ -1,0 +1,226 @@
+"""Attention (lecture 01): scaled dot-product attention, masks and multi-head attention.
+
+    Attention(Q, K, V) = softmax(Q Kᵀ / √d_k) V,   Q = X W_Q,  K = X W_K,  V = X W_V
+
+Two implementations with the same signature sit side by side: ``attention_naive`` writes the
+equation out (and returns the weights, for plots), ``MultiHeadAttention`` uses PyTorch's fused
+``F.scaled_dot_product_attention`` unless the weights are asked for.
+
+Masks are boolean and ``True`` means "may attend" (PyTorch's ``nn.MultiheadAttention`` uses the
+opposite convention for its boolean ``attn_mask``; ``load_from_torch`` handles the weights only).
+Shapes: ``b`` batch, ``h`` heads, ``t`` query length, ``s`` key length, ``d`` d_model, ``dh`` d_head.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from course_lib import ShapeError, check_shapes
+
+__all__ = ["attention_naive", "attention", "causal_mask", "padding_mask", "split_heads",
+           "merge_heads", "MultiHeadAttention", "KVCache", "check_mask"]
+
+
+def causal_mask(t: int, s: int | None = None, device=None) -> torch.Tensor:
+    """Boolean (t, s) mask, True on and below the diagonal: query i sees keys j <= i (+ s - t).
+
+    With a cache (s > t) the t new queries are the *last* t positions of the s keys.
+    """
+    s = t if s is None else s
+    if t < 1 or s < t:
+        raise ValueError(f"causal_mask needs 1 <= t <= s, got t={t}, s={s}")
+    i = torch.arange(t, device=device)[:, None] + (s - t)  # (t, 1) absolute query positions
+    j = torch.arange(s, device=device)[None, :]            # (1, s)
+    return j <= i                                           # (t, s)
+
+
+def padding_mask(lengths: torch.Tensor | list[int], s: int | None = None) -> torch.Tensor:
+    """Boolean (b, 1, 1, s) mask, True on the first ``lengths[i]`` keys of sequence i."""
+    lengths = torch.as_tensor(lengths)
+    if lengths.dim() != 1:
+        raise ValueError(f"lengths: expected shape (b,), received {tuple(lengths.shape)}")
+    s = int(lengths.max()) if s is None else s
+    if int(lengths.max()) > s or int(lengths.min()) < 1:
+        raise ValueError(f"lengths must lie in [1, s={s}], got {lengths.tolist()}")
+    keep = torch.arange(s)[None, :] < lengths[:, None]      # (b, s)
+    return keep[:, None, None, :]                           # (b, 1, 1, s)
+
+
+def check_mask(mask: torch.Tensor | None, target: tuple[int, ...]) -> torch.Tensor | None:
+    """Validate a boolean mask that must broadcast to ``target`` = (..., t, s)."""
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        kind = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(f"mask: expected a bool tensor (True = may attend), received {kind}")
+    ok = mask.dim() <= len(target) and all(
+        m in (1, n) for m, n in zip(reversed(mask.shape), reversed(target)))
+    if not ok or mask.shape[-1] != target[-1]:
+        raise ShapeError(f"mask: expected a shape broadcastable to {tuple(target)} "
+                         f"(..., t, s) with s={target[-1]}, received {tuple(mask.shape)}")
+    return mask
+
+
+def _check_qkv(q, k, v, mask):
+    """Shared input validation of the attention functions; returns the (b.., t, s) target."""
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, torch.Tensor) or x.dim() < 2:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ShapeError(f"{name}: expected shape (..., length, width), received {got}")
+    if q.shape[:-2] != k.shape[:-2] or k.shape[:-1] != v.shape[:-1]:
+        raise ShapeError(f"q, k, v: expected q (..., t, dh), k (..., s, dh), v (..., s, dv) with "
+                         f"equal leading dims, received q {tuple(q.shape)}, k {tuple(k.shape)}, "
+                         f"v {tuple(v.shape)}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ShapeError(f"q, k: expected the same width dh, received q {tuple(q.shape)} "
+                         f"and k {tuple(k.shape)}")
+    target = (*q.shape[:-1], k.shape[-2])
+    check_mask(mask, target)
+    return target
+
+
+def attention_naive(q, k, v, mask=None, scale: float | None = None):
+    """softmax(q kᵀ · scale) v written out; returns ``(out, weights)``.
+
+    q: (..., t, dh), k: (..., s, dh), v: (..., s, dv), mask broadcastable to (..., t, s)
+    (True = may attend). scale defaults to 1/√dh. out: (..., t, dv), weights: (..., t, s).
+    """
+    _check_qkv(q, k, v, mask)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = (q @ k.transpose(-2, -1)) * scale                     # (..., t, s)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)                               # (..., t, s), rows sum to 1
+    return weights @ v, weights                                    # (..., t, dv), (..., t, s)
+
+
+def attention(q, k, v, mask=None, scale: float | None = None, is_causal: bool = False):
+    """Fused attention (``F.scaled_dot_product_attention``), same maths as ``attention_naive``.
+
+    Never materializes the (t, s) weights on the fused kernels, which is why it is faster and
+    uses less memory at long lengths. Returns ``out`` only: (..., t, dv).
+    """
+    _check_qkv(q, k, v, mask)
+    if is_causal and mask is not None:
+        raise ValueError("pass either is_causal=True or a mask, not both")
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                          scale=scale)
+
+
+def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(b, t, d) -> (b, h, t, dh): cut the width into h heads of dh = d / h features."""
+    if x.dim() != 3 or x.shape[-1] % n_heads:
+        raise ShapeError(f"split_heads: expected (b, t, d) with d divisible by h={n_heads}, "
+                         f"received {tuple(x.shape)}")
+    return rearrange(x, "b t (h dh) -> b h t dh", h=n_heads)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(b, h, t, dh) -> (b, t, h*dh): concatenate the heads again."""
+    if x.dim() != 4:
+        raise ShapeError(f"merge_heads: expected (b, h, t, dh), received {tuple(x.shape)}")
+    return rearrange(x, "b h t dh -> b t (h dh)")
+
+
+@dataclass
+class KVCache:
+    """Keys and values of the positions seen so far, for incremental (autoregressive) decoding."""
+    k: torch.Tensor | None = None   # (b, h, s, dh)
+    v: torch.Tensor | None = None   # (b, h, s, dh)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else self.k.shape[-2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor):
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention: project, split into heads, attend in parallel, concat, project.
+
+        head_i = Attention(X W_Q^i, M W_K^i, M W_V^i),  MHA = Concat(head_1..head_h) W_O
+
+    M = X for self-attention, M = ``memory`` (e.g. the encoder output) for cross-attention.
+    ``qkv_proj`` holds W_Q, W_K, W_V stacked as one (3d, d) matrix, exactly like
+    ``nn.MultiheadAttention.in_proj_weight``, so weights copy over one to one.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, bias: bool = True, dropout: float = 0.0):
+        super().__init__()
+        if d_model < 1 or n_heads < 1 or d_model % n_heads:
+            raise ValueError(f"d_model must be divisible by n_heads: got d_model={d_model}, "
+                             f"n_heads={n_heads} (d_model % n_heads = {d_model % max(n_heads, 1)})")
+        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
+        self.dropout = dropout
+        self.qkv_proj = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def project(self, x: torch.Tensor, memory: torch.Tensor | None = None):
+        """Q from x; K, V from memory (cross) or x (self). Each (b, h, len, dh)."""
+        d = self.d_model
+        if memory is None:
+            q, k, v = self.qkv_proj(x).split(d, dim=-1)                 # 3 x (b, t, d)
+        else:
+            w, bias = self.qkv_proj.weight, self.qkv_proj.bias
+            q = F.linear(x, w[:d], None if bias is None else bias[:d])   # (b, t, d)
+            k, v = F.linear(memory, w[d:], None if bias is None else bias[d:]).split(d, dim=-1)
+        return tuple(split_heads(z, self.n_heads) for z in (q, k, v))
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None, mask=None,
+                is_causal: bool = False, need_weights: bool = False,
+                cache: KVCache | None = None,
+                rotate: Callable[[torch.Tensor, torch.Tensor, int], tuple] | None = None):
+        """x: (b, t, d); memory: (b, s, d) or None; mask broadcastable to (b, h, t, s).
+
+        is_causal: block future keys (self-attention). cache: a KVCache that new keys/values
+        are appended to (incremental decoding). rotate(q, k, offset): e.g. RoPE, applied to
+        the per-head q and k. Returns ``(out (b, t, d), weights (b, h, t, s) or None)``.
+        """
+        self._check_inputs(x, memory)
+        q, k, v = self.project(x, memory)                               # (b, h, t|s, dh)
+        offset = 0 if cache is None else cache.length
+        if rotate is not None:
+            q, k = rotate(q, k, offset)
+        if cache is not None:
+            k, v = cache.append(k, v)                                   # (b, h, offset+t, dh)
+        t, s = q.shape[-2], k.shape[-2]
+        if is_causal:
+            causal = causal_mask(t, s, device=x.device)                 # (t, s)
+            mask = causal if mask is None else (check_mask(mask, (*q.shape[:-1], s)) & causal)
+        drop = self.dropout if self.training else 0.0
+        if need_weights:
+            out, weights = attention_naive(q, k, v, mask=mask)
+            out = F.dropout(out, drop) if drop else out
+        else:
+            _check_qkv(q, k, v, mask)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+            weights = None
+        return self.out_proj(merge_heads(out)), weights                  # (b, t, d)
+
+    def _check_inputs(self, x, memory):
+        bound = check_shapes([(x, ("b", "t", self.d_model), "x")])
+        if memory is not None:
+            check_shapes([(memory, ("b", "s", self.d_model), "memory")], bound)
+
+    @torch.no_grad()
+    def load_from_torch(self, mha: nn.MultiheadAttention) -> "MultiHeadAttention":
+        """Copy the weights of a ``nn.MultiheadAttention(d_model, n_heads, batch_first=True)``."""
+        if mha.embed_dim != self.d_model or mha.num_heads != self.n_heads:
+            raise ValueError(f"expected nn.MultiheadAttention({self.d_model}, {self.n_heads}), "
+                             f"received ({mha.embed_dim}, {mha.num_heads})")
+        self.qkv_proj.weight.copy_(mha.in_proj_weight)
+        self.out_proj.weight.copy_(mha.out_proj.weight)
+        if self.qkv_proj.bias is not None:
+            self.qkv_proj.bias.copy_(mha.in_proj_bias)
+            self.out_proj.bias.copy_(mha.out_proj.bias)
+        return self

@@ -1,0 +1,52 @@
+"""bertviz views of the course's own models, kept small and reproducible.
+
+bertviz's ``head_view``/``model_view`` take a list of per-layer attention tensors shaped
+(1, h, t, t) plus the tokens. Two practical points handled here: the weights are rounded (in
+float64, so ``tolist`` prints short numbers and the stored notebook stays small) and the layers
+can be restricted. bertviz draws with JavaScript (require.js, d3, jQuery) fetched from a CDN:
+offline, or in an untrusted notebook, nothing renders — the course's own explorer
+(``course_lib.viz.attention``) always works.
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["prepare_attention", "head_view", "model_view", "OFFLINE_NOTE"]
+
+OFFLINE_NOTE = ("bertviz loads its JavaScript from a CDN: with no internet (or an untrusted "
+                "notebook) the view stays blank. The course's explorer widget works offline.")
+
+
+def prepare_attention(weights, tokens: list[str], decimals: int = 3,
+                      layers: list[int] | None = None) -> list[torch.Tensor]:
+    """(layers, h, t, s) tensor or list of (h, t, s)/(1, h, t, s) -> bertviz's list of (1, h, t, s)."""
+    per_layer = list(weights) if not isinstance(weights, torch.Tensor) else list(weights.unbind(0))
+    out = []
+    for i, w in enumerate(per_layer):
+        w = w.detach().cpu()
+        if w.dim() == 3:
+            w = w[None]
+        if w.dim() != 4 or w.shape[0] != 1:
+            raise ValueError(f"layer {i}: expected attention of shape (1, h, t, s), received "
+                             f"{tuple(w.shape)}")
+        if w.shape[-1] != len(tokens) and w.shape[-2] != len(tokens):
+            raise ValueError(f"layer {i}: attention covers {w.shape[-1]} positions but "
+                             f"{len(tokens)} tokens were given")
+        out.append(w.double().round(decimals=decimals))
+    if layers is not None:
+        out = [out[i] for i in layers]
+    return out
+
+
+def head_view(weights, tokens: list[str], layers: list[int] | None = None, **kwargs):
+    """bertviz head view of self-attention weights (layers, h, t, t) for one sequence."""
+    from bertviz import head_view as _head_view
+
+    return _head_view(prepare_attention(weights, tokens, layers=layers), tokens, **kwargs)
+
+
+def model_view(weights, tokens: list[str], layers: list[int] | None = None, **kwargs):
+    """bertviz model view (every layer x head at once) of self-attention weights."""
+    from bertviz import model_view as _model_view
+
+    return _model_view(prepare_attention(weights, tokens, layers=layers), tokens, **kwargs)

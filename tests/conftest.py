@@ -1,0 +1,4 @@
+"""Unit tests draw off-screen."""
+import matplotlib
+
+matplotlib.use("Agg")
