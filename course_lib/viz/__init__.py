@@ -103,19 +103,21 @@ class Explorer:
         self.widget = widgets.VBox([widgets.HBox(list(controls.values()),
                                                  layout=widgets.Layout(flex_flow="row wrap")),
                                     self.output])
-        self.redraw()
+        self.redraw(render=False)  # data now (for tests); the figure when displayed
 
     @property
     def values(self) -> dict:
         return {name: control.value for name, control in self.controls.items()}
 
-    def redraw(self) -> None:
-        """Recompute the data and redraw the figure into the output area."""
+    def redraw(self, render: bool = True) -> None:
+        """Recompute the data and (when render) redraw the figure into the output area."""
         import matplotlib.pyplot as plt
 
         values = self.values
         self.data = {k: to_numpy(v) for k, v in self.compute(**values).items()}
         self.draws += 1
+        if not render:
+            return
         fig = plt.figure(figsize=self.figsize)
         self.draw(fig, self.data, **values)
         if _in_kernel():
@@ -143,6 +145,7 @@ class Explorer:
         from IPython.display import display
 
         display(self.widget)
+        self.redraw()
 
 
 def _in_kernel() -> bool:
