@@ -162,7 +162,7 @@ def load_checkpoint(model: nn.Module, path: str | Path, device=None) -> dict:
     if missing or unexpected:
         raise ValueError(f"checkpoint {path.name} does not fit the model: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
-    for key, value in tensors.items():
+    for key, value in sorted(tensors.items()):
         if value.shape != own[key].shape:
             raise ValueError(f"checkpoint {path.name}: {key} expected shape {tuple(own[key].shape)}, "
                              f"received {tuple(value.shape)}")

@@ -1,0 +1,103 @@
+"""course_lib.training: the loop learns, checkpoints round-trip through safetensors."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib import check_shape, setup
+from course_lib.data.synthetic import associative_recall, copying, induction_heads, selective_copying
+from course_lib.training import (accuracy, evaluate, load_checkpoint, lr_schedule, save_checkpoint,
+                                 train)
+
+
+def test_setup_is_reproducible():
+    setup(seed=3, verbose=False)
+    a = torch.randn(4)
+    setup(seed=3, verbose=False)
+    torch.testing.assert_close(torch.randn(4), a)
+    assert torch.get_num_threads() == 1
+
+
+def test_train_learns_a_linear_map():
+    setup(seed=0, verbose=False)
+    w_true = torch.randn(4, 2)
+    model = nn.Linear(4, 2, bias=False)
+    g = torch.Generator().manual_seed(0)
+
+    def batch(step):
+        x = torch.randn(32, 4, generator=g)
+        return x, x @ w_true
+
+    result = train(model, batch, lambda m, x, y: F.mse_loss(m(x), y), steps=300, lr=0.05,
+                   warmup=10, progress=False, eval_fn=lambda: 1.0, eval_every=100)
+    assert result.final_loss < 1e-3
+    assert [s for s, _ in result.evals] == [100, 200, 300]
+    torch.testing.assert_close(model.weight.T, w_true, atol=0.02, rtol=0.02)
+
+
+def test_lr_schedule_warmup_then_cosine():
+    assert lr_schedule(0, 100, warmup=10) == pytest.approx(0.1)
+    assert lr_schedule(9, 100, warmup=10) == pytest.approx(1.0)
+    assert lr_schedule(100, 100, warmup=10) == pytest.approx(0.1)
+
+
+def test_checkpoint_roundtrip_and_mismatch(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    path = save_checkpoint(model, tmp_path / "m.safetensors", {"d": 4}, {"acc": 0.9})
+    other = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    meta = load_checkpoint(other, path)
+    assert meta == {"config": {"d": 4}, "metrics": {"acc": 0.9}}
+    for a, b in zip(model.parameters(), other.parameters()):
+        torch.testing.assert_close(a, b)
+    with open(path, "rb") as f:
+        assert not f.read(2).startswith(b"\x80")  # not a pickle
+    with pytest.raises(ValueError, match=r"0.bias expected shape \(5,\), received \(4,\)"):
+        load_checkpoint(nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2)), path)
+    with pytest.raises(ValueError, match="missing"):
+        load_checkpoint(nn.Sequential(nn.Linear(3, 4)), path)
+    with pytest.raises(ValueError, match="not found"):
+        load_checkpoint(model, tmp_path / "nope.safetensors")
+
+
+def test_accuracy_and_evaluate():
+    logits = torch.tensor([[[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]])
+    targets = torch.tensor([[1, 1, -100]])
+    assert accuracy(logits, targets) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="same leading shape"):
+        accuracy(logits, targets[:, :2])
+    model = nn.Identity()
+    batches = [(torch.ones(2), ), (torch.zeros(3), )]
+    assert evaluate(model, batches, lambda m, x: (m(x).sum(), len(x))) == pytest.approx(0.4)
+
+
+def test_synthetic_tasks_are_well_formed():
+    x, y = associative_recall(50, 4, 8, 8, seed=0)
+    keys, values = x[:, 0:8:2], x[:, 1:8:2]
+    for i in range(50):
+        pos = (keys[i] == x[i, -1]).nonzero()
+        assert len(pos) == 1 and values[i, pos[0, 0]] == y[i, -1]
+    x, y = selective_copying(20, 16, 4, seed=0)
+    body = x[:, :16]
+    for i in range(20):
+        torch.testing.assert_close(body[i][body[i] < 8], y[i, -4:])
+    x, y = induction_heads(20, 12, seed=0)
+    for i in range(20):
+        pos = (x[i, :-1] == 16).nonzero()[0, 0]
+        assert x[i, pos + 1] == y[i, -1]
+    x, y = copying(3, 5, lag=2, seed=0)
+    torch.testing.assert_close(x[:, :5], y[:, -5:])
+    assert torch.equal(associative_recall(4, 3, seed=7)[0], associative_recall(4, 3, seed=7)[0])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: associative_recall(4, 10, n_keys=8), r"n_pairs \(10\) must be <= n_keys \(8\)"),
+    (lambda: selective_copying(4, 5, 6), r"n_data \(6\) must be <= length \(5\)"),
+    (lambda: induction_heads(4, 2), r"length must be >= 4"),
+    (lambda: copying(0, 4), r"batch must be a positive int"),
+    (lambda: check_shape(torch.zeros(2, 3), ("b", 4), "x"), r"x: expected shape \(b, 4\)"),
+    (lambda: train(nn.Linear(1, 1), None, None, steps=0), r"steps must be >= 1"),
+    (lambda: setup(threads=0, verbose=False), r"threads must be >= 1"),
+])
+def test_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
