@@ -1,0 +1,288 @@
+"""BERT (lecture 04): Bidirectional Encoder Representations from Transformers.
+
+"Rip away the decoder, stack encoders": a stack of ``course_lib.transformer.EncoderLayer``
+with **no causal mask**, so every token sees the whole input, left and right. The input of a
+sentence pair is ``[CLS] a_1 … a_n [SEP] b_1 … b_m [SEP]`` and each token's vector is the sum
+
+    x_i = E_token[w_i] + E_segment[s_i] + P[i],     s_i = 0 up to the first [SEP], 1 after,
+
+followed by LayerNorm. Two pre-training heads (Devlin et al. 2019):
+
+- masked LM: predict the original word at 15% of the positions, of which 80% were replaced
+  by [MASK], 10% by a random word and 10% left unchanged (``mask_tokens``);
+  logits = LN(GELU(W h_i)) E_tokenᵀ + b (decoder tied to the token embedding);
+- next-sentence prediction: from the pooled [CLS] vector tanh(W h_[CLS]), is b the sentence
+  that follows a (IsNext = 0) or a random one (NotNext = 1)?
+
+Fine-tuning puts a linear layer on the same pooled [CLS] vector (``BertClassifier``).
+Token ids are (b, t) long tensors; 0 is [PAD] and padded keys are masked out of attention.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib import ShapeError
+from course_lib.attention import padding_mask
+from course_lib.positional import LearnedPositional
+from course_lib.transformer import EncoderLayer
+
+__all__ = ["BertConfig", "BertEmbeddings", "Bert", "BertForPretraining", "BertClassifier",
+           "pair_input", "pad_batch", "mask_tokens", "corrupt", "pretraining_loss", "IS_NEXT", "NOT_NEXT"]
+
+IS_NEXT, NOT_NEXT = 0, 1
+
+
+@dataclass
+class BertConfig:
+    """Hyper-parameters of a (tiny, CPU-sized) BERT. BERT-base is d_model=768, 12 layers, 12 heads."""
+    vocab_size: int
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    d_ff: int = 256
+    max_len: int = 128
+    n_segments: int = 2
+    dropout: float = 0.1
+    pad_id: int = 0
+
+    def __post_init__(self):
+        for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_len", "n_segments"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"BertConfig.{name} must be a positive int, got {getattr(self, name)!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_ids(ids: torch.Tensor, high: int, name: str) -> None:
+    """ids must be a (b, t) integer tensor with values in [0, high)."""
+    if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.long, torch.int32, torch.int64):
+        kind = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise ValueError(f"{name}: expected an integer tensor of shape (b, t), received {kind}")
+    if ids.dim() != 2:
+        raise ShapeError(f"{name}: expected shape (b, t), received {tuple(ids.shape)}")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= high):
+        raise ValueError(f"{name}: expected values in [0, {high}), received values in "
+                         f"[{int(ids.min())}, {int(ids.max())}] (unknown id)")
+
+
+class BertEmbeddings(nn.Module):
+    """x = LayerNorm(E_token[ids] + E_segment[segments] + P[position]): (b, t) -> (b, t, d)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.token = nn.Embedding(config.vocab_size, config.d_model)
+        self.segment = nn.Embedding(config.n_segments, config.d_model)
+        self.position = LearnedPositional(config.d_model, config.max_len)
+        self.norm = nn.LayerNorm(config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+        for emb in (self.token, self.segment):
+            nn.init.normal_(emb.weight, std=0.02)
+
+    def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.config
+        _check_ids(ids, c.vocab_size, "ids")
+        if ids.shape[1] > c.max_len:
+            raise ValueError(f"ids: sequence length {ids.shape[1]} exceeds the position table "
+                             f"(max_len={c.max_len}); truncate the input")
+        if segments is None:
+            segments = torch.zeros_like(ids)
+        _check_ids(segments, c.n_segments, "segments")
+        if segments.shape != ids.shape:
+            raise ShapeError(f"segments: expected shape {tuple(ids.shape)} like ids, "
+                             f"received {tuple(segments.shape)}")
+        x = self.token(ids) + self.segment(segments)                       # (b, t, d)
+        x = self.position(x)                                               # (b, t, d) + P[:t]
+        return self.dropout(self.norm(x))
+
+
+class Bert(nn.Module):
+    """The encoder stack: embeddings, then n_layers bidirectional EncoderLayers (post-norm, GELU)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = BertEmbeddings(config)
+        self.layers = nn.ModuleList(
+            EncoderLayer(config.d_model, config.n_heads, config.d_ff, config.dropout,
+                         activation="gelu") for _ in range(config.n_layers))
+
+    def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None,
+                need_weights: bool = False):
+        """ids, segments: (b, t). Returns (hidden (b, t, d), [weights (b, h, t, t)] or None)."""
+        x = self.embeddings(ids, segments)                                 # (b, t, d)
+        keep = ids != self.config.pad_id                                   # (b, t)
+        mask = None if bool(keep.all()) else keep[:, None, None, :]        # (b, 1, 1, t) keys
+        weights = []
+        for layer in self.layers:                                          # no causal mask
+            x, w = layer(x, mask=mask, need_weights=need_weights)          # (b, t, d)
+            weights.append(w)
+        return x, (weights if need_weights else None)
+
+
+class MLMHead(nn.Module):
+    """logits_i = LN(GELU(W h_i + c)) E_tokenᵀ + b: (b, t, d) -> (b, t, v), decoder tied to E_token."""
+
+    def __init__(self, config: BertConfig, token_embedding: nn.Embedding):
+        super().__init__()
+        self.dense = nn.Linear(config.d_model, config.d_model)
+        self.norm = nn.LayerNorm(config.d_model)
+        self.token_embedding = [token_embedding]      # a list: shared weight, not a second copy
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        z = self.norm(F.gelu(self.dense(hidden)))                          # (b, t, d)
+        return z @ self.token_embedding[0].weight.T + self.bias            # (b, t, v)
+
+
+class Pooler(nn.Module):
+    """pooled = tanh(W h_[CLS] + c): the [CLS] position's final vector, (b, t, d) -> (b, d)."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.dense = nn.Linear(d_model, d_model)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden[:, 0]))                        # (b, d)
+
+
+class BertForPretraining(nn.Module):
+    """Bert + masked-LM head + next-sentence head: (ids, segments) -> (mlm (b, t, v), nsp (b, 2))."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = Bert(config)
+        self.mlm = MLMHead(config, self.bert.embeddings.token)
+        self.pooler = Pooler(config.d_model)
+        self.nsp = nn.Linear(config.d_model, 2)
+
+    def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None,
+                need_weights: bool = False):
+        hidden, weights = self.bert(ids, segments, need_weights)           # (b, t, d)
+        out = (self.mlm(hidden), self.nsp(self.pooler(hidden)))            # (b, t, v), (b, 2)
+        return (*out, weights) if need_weights else out
+
+
+def pretraining_loss(model: BertForPretraining, ids, segments, mlm_labels, nsp_labels,
+                     nsp_weight: float = 1.0) -> torch.Tensor:
+    """L = CE(masked positions only; labels -100 elsewhere) + nsp_weight · CE(IsNext/NotNext)."""
+    mlm_logits, nsp_logits = model(ids, segments)
+    mlm = F.cross_entropy(mlm_logits.flatten(0, 1), mlm_labels.flatten(), ignore_index=-100)
+    return mlm + nsp_weight * F.cross_entropy(nsp_logits, nsp_labels)
+
+
+class BertClassifier(nn.Module):
+    """A label per sequence: logits = W dropout(pool(h)) + c, pool = the [CLS] pooler (or a mean).
+
+    ``pooling="cls"`` uses tanh(W h_[CLS]) as in the paper; ``"mean"`` averages the non-pad
+    tokens' final vectors. ``freeze=True`` trains only the last linear layer (a linear probe).
+    """
+
+    def __init__(self, bert: Bert, n_classes: int, pooler: Pooler | None = None,
+                 pooling: str = "cls", freeze: bool = False):
+        super().__init__()
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+        d = bert.config.d_model
+        self.bert, self.pooling = bert, pooling
+        self.pooler = pooler if pooler is not None else Pooler(d)
+        self.dropout = nn.Dropout(bert.config.dropout)
+        self.head = nn.Linear(d, n_classes)
+        self.frozen = freeze
+        if freeze:
+            for p in list(self.bert.parameters()) + list(self.pooler.parameters()):
+                p.requires_grad_(False)
+
+    def features(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
+        """The pooled sequence vector (b, d)."""
+        if self.frozen:
+            self.bert.eval()                          # frozen features: no dropout noise
+        hidden, _ = self.bert(ids, segments)                               # (b, t, d)
+        if self.pooling == "cls":
+            return self.pooler(hidden)                                     # (b, d)
+        keep = (ids != self.bert.config.pad_id).float()[..., None]         # (b, t, 1)
+        return (hidden * keep).sum(1) / keep.sum(1)                        # (b, d)
+
+    def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.dropout(self.features(ids, segments)))       # (b, n_classes)
+
+
+def pair_input(a: list[int], b: list[int] | None, cls_id: int, sep_id: int,
+               max_len: int | None = None) -> tuple[list[int], list[int]]:
+    """[CLS] a [SEP] (b [SEP]) and its segments 0…0 (1…1): the BERT input of one (pair of) text(s)."""
+    ids = [cls_id, *a, sep_id]
+    segments = [0] * len(ids)
+    if b is not None:
+        ids += [*b, sep_id]
+        segments += [1] * (len(b) + 1)
+    if max_len is not None and len(ids) > max_len:
+        raise ValueError(f"pair_input: {len(ids)} tokens with [CLS]/[SEP] exceed max_len={max_len}")
+    return ids, segments
+
+
+def pad_batch(seqs: list[list[int]], pad_id: int = 0, length: int | None = None) -> torch.Tensor:
+    """Right-pad lists of ids to one (b, t) long tensor (t = longest, or ``length``)."""
+    if not seqs:
+        raise ValueError("pad_batch: expected at least one sequence, received none")
+    t = max(len(s) for s in seqs) if length is None else length
+    if any(len(s) > t for s in seqs):
+        raise ValueError(f"pad_batch: a sequence of {max(len(s) for s in seqs)} tokens exceeds length={t}")
+    out = torch.full((len(seqs), t), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+    return out
+
+
+def mask_tokens(ids: torch.Tensor, mask_id: int, vocab_size: int, special_ids,
+                generator: torch.Generator, p_select: float = 0.15, p_mask: float = 0.8,
+                p_random: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's masking rule on ids (b, t) -> (inputs (b, t), labels (b, t), -100 = not scored).
+
+    Each non-special position is selected with probability p_select; a selected position
+    becomes [MASK] with probability p_mask, a random non-special word with p_random, and stays
+    unchanged otherwise (1 − p_mask − p_random). Labels hold the original id where selected.
+    """
+    for name, p in (("p_select", p_select), ("p_mask", p_mask), ("p_random", p_random)):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
+    if p_mask + p_random > 1.0 + 1e-12:
+        raise ValueError(f"p_mask + p_random must be <= 1, got {p_mask} + {p_random}")
+    _check_ids(ids, vocab_size, "ids")
+    special = torch.zeros(vocab_size, dtype=torch.bool)
+    special[torch.as_tensor(list(special_ids), dtype=torch.long)] = True
+    words = (~special).nonzero().flatten()                                 # ids allowed as random words
+    if len(words) == 0:
+        raise ValueError("mask_tokens: every id is special, no word to predict")
+    u = torch.rand(ids.shape, generator=generator)                         # (b, t) select?
+    r = torch.rand(ids.shape, generator=generator)                         # (b, t) how to corrupt
+    random_ids = words[torch.randint(len(words), ids.shape, generator=generator)]  # (b, t)
+    selected = (u < p_select) & ~special[ids]                              # (b, t)
+    return corrupt(ids, selected, r, random_ids, mask_id, p_mask, p_random)
+
+
+def corrupt(ids: torch.Tensor, selected: torch.Tensor, r: torch.Tensor, random_ids: torch.Tensor,
+            mask_id: int, p_mask: float = 0.8, p_random: float = 0.1):
+    """The 80/10/10 rule given the draws: all (b, t) -> (inputs, labels).
+
+    Where ``selected``: r < p_mask -> [MASK]; p_mask <= r < p_mask + p_random -> random_ids;
+    otherwise unchanged. labels = ids where selected, -100 elsewhere.
+    """
+    inputs = ids.clone()
+    to_mask = selected & (r < p_mask)
+    to_random = selected & (r >= p_mask) & (r < p_mask + p_random)
+    inputs[to_mask] = mask_id
+    inputs[to_random] = random_ids[to_random]
+    labels = torch.where(selected, ids, torch.full_like(ids, -100))
+    return inputs, labels
