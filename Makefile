@@ -1,6 +1,7 @@
 # The course's two commands (see README):
 #   make lab    install everything into .venv and open JupyterLab on the notebooks
 #   make test   install everything (incl. test tools) and run the whole suite
+# Installs are remembered by stamp files, so a second `make test` runs offline.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -12,12 +13,17 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-install: $(BIN)/python
+$(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -e .
+	touch $@
 
-install-dev: install
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
 
 lab: install
 	$(BIN)/jupyter lab notebooks/
