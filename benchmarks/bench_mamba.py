@@ -1,0 +1,113 @@
+"""Benchmark of the selective scan (notebook 07): sequential vs chunked vs mambapy's pscan.
+
+    python benchmarks/bench_mamba.py            # full table (about a minute on one thread)
+    python benchmarks/bench_mamba.py --quick    # small sizes only
+
+Every row times forward + backward of the full selective scan (S6: exp(ΔA), Δ B u, the scan,
+the C contraction) at d = 64, n = 16, batch 2, with only the scan swapped:
+``course_lib.scan.scan_chunked`` (ours) against ``mambapy.pscan.pscan`` (the peer, a Blelloch
+parallel scan). Results are asserted equal before timing. A second table shows the trap: the
+sequential scan that indexes ``a[:, t]`` inside its loop has a quadratic backward, the same loop
+with ``unbind`` a linear one. mambapy is a benchmark-only dependency of the course.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from course_lib.scan import (scan_chunked, scan_sequential, scan_sequential_indexed,
+                             selective_scan)
+
+D_INNER, D_STATE, BATCH = 64, 16, 2
+
+
+def make_inputs(length: int, seed: int = 0, batch: int = BATCH, d: int = D_INNER, n: int = D_STATE):
+    """Random selective-scan inputs (u, delta, A, B, C, D) at Mamba-like scales, requiring grad."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(batch, length, d, generator=g)
+    delta = torch.nn.functional.softplus(torch.randn(batch, length, d, generator=g) - 3)
+    A = -torch.arange(1, n + 1, dtype=torch.float32).repeat(d, 1)      # S4D-real init
+    B, C = torch.randn(batch, length, n, generator=g), torch.randn(batch, length, n, generator=g)
+    D = torch.ones(d)
+    return [t.requires_grad_() for t in (u, delta, A, B, C, D)]
+
+
+def median_time(fn, repeats: int = 5) -> float:
+    fn()                                                  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def forward_backward(inputs, scan):
+    def run():
+        for t in inputs:
+            t.grad = None
+        selective_scan(*inputs, scan=scan).square().mean().backward()
+    return run
+
+
+def forward_only(inputs, scan):
+    def run():
+        with torch.no_grad():
+            selective_scan(*inputs, scan=scan)
+    return run
+
+
+def assert_equal(inputs, scan_a, scan_b, rtol=1e-4, atol=1e-4) -> float:
+    """Outputs and all six gradients equal; returns the largest output difference."""
+    results = []
+    for scan in (scan_a, scan_b):
+        y = selective_scan(*inputs, scan=scan)
+        grads = torch.autograd.grad(y.square().mean(), inputs)
+        results.append((y.detach(), grads))
+    (y1, g1), (y2, g2) = results
+    torch.testing.assert_close(y1, y2, rtol=rtol, atol=atol)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
+    return (y1 - y2).abs().max().item()
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Rows {name, ours, ours_s, reference, reference_s}; reference_s / ours_s is the speed-up."""
+    from mambapy.pscan import pscan
+
+    torch.set_num_threads(1)
+    rows = []
+    lengths = (256, 1024) if quick else (256, 1024, 4096)
+    for length in lengths:
+        inputs = make_inputs(length)
+        assert_equal(inputs, scan_chunked, pscan)
+        for mode, make in (("fwd", forward_only), ("fwd+bwd", forward_backward)):
+            ours, ref = median_time(make(inputs, scan_chunked)), median_time(make(inputs, pscan))
+            rows.append({"name": f"selective scan {mode} L={length} d={D_INNER} n={D_STATE} "
+                                 f"b={BATCH}",
+                         "ours": "scan_chunked", "ours_s": ours,
+                         "reference": "mambapy pscan", "reference_s": ref})
+    for length in ((64, 128) if quick else (128, 256, 512)):
+        inputs = make_inputs(length)
+        lin = median_time(forward_backward(inputs, scan_sequential), 3)
+        quad = median_time(forward_backward(inputs, scan_sequential_indexed), 3)
+        rows.append({"name": f"trap: sequential fwd+bwd L={length}", "ours": "unbind once",
+                     "ours_s": lin, "reference": "a[:, t] in the loop", "reference_s": quad})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    rows = run(parser.parse_args().quick)
+    print(f"{'benchmark':46s} {'ours':>14s} {'ms':>8s} {'reference':>20s} {'ms':>8s} {'ratio':>6s}")
+    for r in rows:
+        print(f"{r['name']:46s} {r['ours']:>14s} {r['ours_s'] * 1e3:8.1f} {r['reference']:>20s} "
+              f"{r['reference_s'] * 1e3:8.1f} {r['reference_s'] / r['ours_s']:6.2f}")
+    print("ratio = reference time / our time (> 1: ours is faster); results asserted equal")
+
+
+if __name__ == "__main__":
+    main()
