@@ -9,16 +9,32 @@ Decoder layer: masked self-attention (no peeking at future positions), cross-att
 K, V from the encoder output ("memory"), then the FFN; each with residual + LayerNorm.
 Layer names and parameter layout match ``nn.TransformerEncoderLayer``/``DecoderLayer`` so
 ``load_from_torch`` copies weights one to one (and the tests assert equal outputs).
+
+The encoder-decoder model (``Transformer``) stacks N of each. Tokens are embedded (scaled by
+√d_model, as in the paper), sinusoidal positions are added, the encoder turns the source into
+a memory (b, s, d), the decoder reads the target so far plus that memory, and a final Linear
+maps each decoder vector to one score per target word:
+
+    p(y_i | y_<i, x) = softmax(W_out h_i + b_out),     ŷ_i = argmax_w p(w | y_<i, x)
+
+The argmax is an *index*; the target vocabulary says which word it is. Training uses teacher
+forcing (``teacher_forcing_loss``); inference decodes greedily, one word at a time, re-using
+the decoder's past keys and values (``greedy_decode``, with a KV cache per layer).
 """
 from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from course_lib.attention import KVCache, MultiHeadAttention
+from course_lib.positional import SinusoidalPositional
 
-__all__ = ["FeedForward", "EncoderLayer", "DecoderLayer"]
+__all__ = ["FeedForward", "EncoderLayer", "DecoderLayer", "Encoder", "Decoder", "TransformerConfig",
+           "Transformer", "teacher_forcing_loss", "greedy_decode", "Decoded"]
 
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
@@ -146,3 +162,211 @@ def _copy_ffn_norms(ours: nn.Module, theirs: nn.Module, norms: tuple[str, ...]) 
     ours.ffn.linear2.load_state_dict(theirs.linear2.state_dict())
     for name in norms:
         getattr(ours, name).load_state_dict(getattr(theirs, name).state_dict())
+
+
+# ----------------------------------------------------------------- stacks of N layers
+class Encoder(nn.Module):
+    """N encoder layers: (b, s, d) -> (b, s, d) memory, plus each layer's weights (b, h, s, s)."""
+
+    def __init__(self, n_layers: int, d_model: int, n_heads: int, d_ff: int | None = None,
+                 dropout: float = 0.0, activation: str = "relu", norm_first: bool = False):
+        super().__init__()
+        self.d_model = d_model
+        self.layers = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff, dropout, activation,
+                                                 norm_first) for _ in range(n_layers))
+        # pre-norm stacks end with a LayerNorm (the last residual sum is never normalized)
+        self.norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, need_weights: bool = False):
+        weights = []
+        for layer in self.layers:
+            x, w = layer(x, mask=mask, need_weights=need_weights)         # (b, s, d)
+            weights.append(w)
+        return self.norm(x), weights
+
+
+class Decoder(nn.Module):
+    """N decoder layers reading the target so far (b, t, d) and the encoder memory (b, s, d)."""
+
+    def __init__(self, n_layers: int, d_model: int, n_heads: int, d_ff: int | None = None,
+                 dropout: float = 0.0, activation: str = "relu", norm_first: bool = False):
+        super().__init__()
+        self.d_model = d_model
+        self.layers = nn.ModuleList(DecoderLayer(d_model, n_heads, d_ff, dropout, activation,
+                                                 norm_first) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor | None = None,
+                self_mask: torch.Tensor | None = None, caches: list[KVCache] | None = None,
+                need_weights: bool = False):
+        """Returns ``(x (b, t, d), self_weights, cross_weights)``: lists of (b, h, t, t|s) or None."""
+        if memory.dim() != 3 or memory.shape[-1] != self.d_model:
+            raise ValueError(f"encoder and decoder widths differ: the decoder has d_model="
+                             f"{self.d_model} but the encoder memory has shape "
+                             f"{tuple(memory.shape)} (expected (b, s, {self.d_model}))")
+        if caches is not None and len(caches) != len(self.layers):
+            raise ValueError(f"expected one KVCache per layer ({len(self.layers)}), "
+                             f"received {len(caches)}")
+        self_ws, cross_ws = [], []
+        for i, layer in enumerate(self.layers):
+            x, (w_self, w_cross) = layer(x, memory, memory_mask, self_mask, is_causal=True,
+                                         need_weights=need_weights,
+                                         cache=None if caches is None else caches[i])
+            self_ws.append(w_self)
+            cross_ws.append(w_cross)
+        return self.norm(x), self_ws, cross_ws
+
+
+# ----------------------------------------------------------------- the encoder-decoder model
+@dataclass
+class TransformerConfig:
+    """Hyper-parameters of a (tiny) encoder-decoder Transformer. The paper's base model is
+    d_model=512, n_heads=8, 6 + 6 layers, d_ff=2048, dropout=0.1."""
+    src_vocab_size: int
+    tgt_vocab_size: int
+    d_model: int = 64
+    n_heads: int = 4
+    n_encoder_layers: int = 2
+    n_decoder_layers: int = 2
+    d_ff: int = 128
+    max_len: int = 32
+    dropout: float = 0.0
+    pad_id: int = 0
+    bos_id: int = 5
+    eos_id: int = 6
+
+    def __post_init__(self):
+        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "n_encoder_layers",
+                     "n_decoder_layers", "d_ff", "max_len"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"TransformerConfig.{name} must be a positive int, "
+                                 f"got {getattr(self, name)!r}")
+        if self.d_model % self.n_heads or self.d_model % 2:
+            raise ValueError(f"d_model={self.d_model} must be even (sinusoidal table) and "
+                             f"divisible by n_heads={self.n_heads}")
+        for name in ("pad_id", "bos_id", "eos_id"):
+            if not 0 <= getattr(self, name) < self.tgt_vocab_size:
+                raise ValueError(f"{name}={getattr(self, name)} outside the target vocabulary "
+                                 f"[0, {self.tgt_vocab_size})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder Transformer (Vaswani et al. 2017): source ids -> target word scores.
+
+    forward(src (b, s), tgt_in (b, t)) -> (logits (b, t, v_tgt), weights or None); weights is
+    {"encoder", "decoder", "cross"}: lists (one per layer) of (b, h, s, s), (b, h, t, t), (b, h, t, s).
+    """
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        c = self.config = config
+        self.src_embed = nn.Embedding(c.src_vocab_size, c.d_model)
+        self.tgt_embed = nn.Embedding(c.tgt_vocab_size, c.d_model)
+        self.pos = SinusoidalPositional(c.d_model, c.max_len)
+        self.encoder = Encoder(c.n_encoder_layers, c.d_model, c.n_heads, c.d_ff, c.dropout)
+        self.decoder = Decoder(c.n_decoder_layers, c.d_model, c.n_heads, c.d_ff, c.dropout)
+        self.vocab_proj = nn.Linear(c.d_model, c.tgt_vocab_size)   # the final Linear
+        self.dropout = nn.Dropout(c.dropout)
+
+    def embed(self, ids: torch.Tensor, table: nn.Embedding, name: str, offset: int = 0):
+        """(b, t) ids -> (b, t, d): E[ids]·√d + PE[offset : offset + t]."""
+        _check_ids(ids, table.num_embeddings, name)
+        if offset + ids.shape[1] > self.config.max_len:
+            raise ValueError(f"{name}: positions up to {offset + ids.shape[1] - 1} exceed the "
+                             f"positional table of max_len={self.config.max_len} (sequence "
+                             f"length {ids.shape[1]}); shorten it or raise TransformerConfig.max_len")
+        x = table(ids) * math.sqrt(self.config.d_model)                    # (b, t, d)
+        return self.dropout(self.pos(x, offset))
+
+    def encode(self, src: torch.Tensor, need_weights: bool = False):
+        """src (b, s) -> memory (b, s, d), source padding mask (b, 1, 1, s), encoder weights."""
+        memory_mask = (src != self.config.pad_id)[:, None, None, :]        # (b, 1, 1, s)
+        memory, weights = self.encoder(self.embed(src, self.src_embed, "src"), memory_mask,
+                                       need_weights)
+        return memory, memory_mask, weights
+
+    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, memory_mask=None,
+               caches: list[KVCache] | None = None, need_weights: bool = False):
+        """tgt_in (b, t) -> logits (b, t, v), self weights, cross weights (causal: no peeking).
+
+        With caches, tgt_in holds only the new positions; their positions continue the cache.
+        """
+        offset = 0 if caches is None else caches[0].length
+        x = self.embed(tgt_in, self.tgt_embed, "tgt", offset)              # (b, t, d)
+        x, self_ws, cross_ws = self.decoder(x, memory, memory_mask, caches=caches,
+                                            need_weights=need_weights)
+        return self.vocab_proj(x), self_ws, cross_ws                       # (b, t, v)
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, need_weights: bool = False):
+        memory, memory_mask, enc_ws = self.encode(src, need_weights)
+        logits, self_ws, cross_ws = self.decode(tgt_in, memory, memory_mask,
+                                                need_weights=need_weights)
+        weights = {"encoder": enc_ws, "decoder": self_ws, "cross": cross_ws} if need_weights else None
+        return logits, weights
+
+
+def _check_ids(ids: torch.Tensor, high: int, name: str) -> None:
+    if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.dim() != 2:
+        got = (ids.dtype, tuple(ids.shape)) if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise ValueError(f"{name}: expected a (b, t) tensor of int64 token ids, received {got}")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= high):
+        raise ValueError(f"{name}: ids must lie in [0, {high}) (the vocabulary), received values "
+                         f"in [{int(ids.min())}, {int(ids.max())}]")
+
+
+def teacher_forcing_loss(model: Transformer, src: torch.Tensor, tgt_in: torch.Tensor,
+                         tgt_out: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of predicting tgt_out[i] from the *true* tgt_in[:i+1] (teacher forcing).
+
+    The decoder's causal mask makes all t predictions one parallel pass; -100 = padding.
+    """
+    logits, _ = model(src, tgt_in)                                         # (b, t, v)
+    if logits.shape[:2] != tgt_out.shape:
+        raise ValueError(f"tgt_out: expected shape {tuple(logits.shape[:2])} like tgt_in, "
+                         f"received {tuple(tgt_out.shape)}")
+    return F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=-100,
+                           label_smoothing=label_smoothing)
+
+
+@dataclass
+class Decoded:
+    """Output of greedy_decode: tokens (b, n) after [BOS] ([PAD] after [EOS]) and, when asked,
+    the cross-attention of every generated word, (layers, b, h, n, s)."""
+    tokens: torch.Tensor
+    cross: torch.Tensor | None = None
+
+
+@torch.no_grad()
+def greedy_decode(model: Transformer, src: torch.Tensor, max_new_tokens: int | None = None,
+                  use_cache: bool = True, need_weights: bool = False) -> Decoded:
+    """Greedy decoding: start from [BOS], append argmax p(y_i | y_<i, x) until [EOS].
+
+    With ``use_cache`` each step feeds only the newest word; past keys/values of the decoder's
+    self-attention come from a KVCache per layer (same result, less work).
+    """
+    c = model.config
+    max_new_tokens = c.max_len if max_new_tokens is None else max_new_tokens
+    if not 1 <= max_new_tokens <= c.max_len:
+        raise ValueError(f"max_new_tokens must lie in [1, max_len={c.max_len}], got {max_new_tokens}")
+    model.eval()
+    memory, memory_mask, _ = model.encode(src)                             # (b, s, d)
+    ys = torch.full((src.shape[0], 1), c.bos_id, dtype=torch.long, device=src.device)
+    caches = [KVCache() for _ in model.decoder.layers] if use_cache else None
+    done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
+    cross = []
+    for _ in range(max_new_tokens):
+        logits, _, cross_ws = model.decode(ys[:, -1:] if use_cache else ys, memory, memory_mask,
+                                           caches, need_weights)
+        next_id = logits[:, -1].argmax(-1).masked_fill(done, c.pad_id)     # (b,)
+        ys = torch.cat([ys, next_id[:, None]], dim=1)
+        if need_weights:
+            cross.append(torch.stack([w[:, :, -1:] for w in cross_ws]))    # (layers, b, h, 1, s)
+        done |= next_id == c.eos_id
+        if done.all():
+            break
+    return Decoded(ys[:, 1:], torch.cat(cross, dim=3) if need_weights else None)
