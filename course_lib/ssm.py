@@ -34,6 +34,8 @@ def _delta_tensor(delta, like: torch.Tensor, name: str) -> torch.Tensor:
     if isinstance(delta, bool) or not isinstance(delta, (int, float, torch.Tensor)):
         raise ValueError(f"{name}: delta must be a positive float or tensor, "
                          f"received {type(delta).__name__}")
+    if like.is_complex():
+        like = like.real                                  # delta is real even when A is complex
     if isinstance(delta, torch.Tensor):
         d = delta.to(like.device)
         d = d if d.is_complex() else d.to(torch.promote_types(like.dtype, d.dtype))
@@ -121,7 +123,7 @@ def discretize_zoh_diag(A: torch.Tensor, B: torch.Tensor, delta) -> tuple[torch.
     if A.dim() == 0 or B.dim() == 0 or A.shape[-1] != B.shape[-1]:
         raise ValueError(f"discretize_zoh_diag: A (..., n) and B (..., n) must share the state "
                          f"size n, received A {tuple(A.shape)} and B {tuple(B.shape)}")
-    d = _delta_tensor(delta, A.real if A.is_complex() else A, "discretize_zoh_diag")
+    d = _delta_tensor(delta, A, "discretize_zoh_diag")
     d = d.unsqueeze(-1) if d.dim() > 0 else d             # (..., 1): the state axis
     try:
         torch.broadcast_shapes(A.shape, B.shape, d.shape)

@@ -1,0 +1,83 @@
+"""Train the notebook-06 long-range models and ship them as tiny checkpoints in data/.
+
+    python tools/train_ssm.py            # both models, ~1-2 min of CPU; writes data/ssm_*.safetensors
+
+Task (``course_lib.s4.long_range_batch``): sequences of length 1024, noise everywhere except one
+signal token among the first 128 positions; the class is that token (8 classes, chance 12.5%).
+Two ``SSMClassifier`` models of identical size, read at the last position:
+- ``ssm_long``: S4D kernels as long as the input (can carry the signal ~1000 steps);
+- ``ssm_local``: the same model with every kernel cut to 64 taps (cannot see far: the baseline).
+Seeded: a re-run reproduces the shipped accuracies (one torch thread).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import torch
+import torch.nn.functional as F
+
+from course_lib import setup
+from course_lib.s4 import SSMClassifier, SSMConfig, long_range_batch
+from course_lib.training import accuracy, data_dir, save_checkpoint, train
+
+LENGTH, SPAN, N_CLASSES, N_NOISE = 1024, 128, 8, 8
+TASK = {"length": LENGTH, "span": SPAN, "n_classes": N_CLASSES, "n_noise": N_NOISE}
+
+
+def test_set(n: int = 512, seed: int = 1234) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed held-out set every accuracy in notebook 06 is measured on."""
+    g = torch.Generator().manual_seed(seed)
+    return long_range_batch(n, LENGTH, N_CLASSES, N_NOISE, SPAN, generator=g)
+
+
+@torch.no_grad()
+def test_accuracy(model: torch.nn.Module, n: int = 512, batch: int = 128) -> float:
+    tokens, labels = test_set(n)
+    model.eval()
+    logits = torch.cat([model(tokens[i:i + batch]) for i in range(0, n, batch)])
+    return accuracy(logits, labels)
+
+
+def train_one(name: str, window: int | None, steps: int, batch: int, lr: float) -> dict:
+    setup(seed=0, verbose=False)
+    config = SSMConfig(vocab_size=N_CLASSES + N_NOISE, n_classes=N_CLASSES, window=window)
+    model = SSMClassifier(config)
+    g = torch.Generator().manual_seed(0)
+
+    def get_batch(step):
+        return long_range_batch(batch, LENGTH, N_CLASSES, N_NOISE, SPAN, generator=g)
+
+    def loss_fn(m, tokens, labels):
+        return F.cross_entropy(m(tokens), labels)
+
+    result = train(model, get_batch, loss_fn, steps=steps, lr=lr, warmup=20, desc=name,
+                   eval_fn=lambda: test_accuracy(model, n=128), eval_every=50)
+    print(f"{name}: held-out accuracy during training (step, acc): "
+          + ", ".join(f"({s}, {a:.2f})" for s, a in result.evals))
+    acc = test_accuracy(model)
+    metrics = {"test_accuracy": round(acc, 4), "train_seconds": round(result.seconds, 1),
+               "final_loss": round(result.final_loss, 4), "steps": steps, "batch": batch,
+               "lr": lr, "params": sum(p.numel() for p in model.parameters())}
+    path = save_checkpoint(model, data_dir() / f"{name}.safetensors",
+                           config={**dataclasses.asdict(config), **TASK}, metrics=metrics)
+    print(f"{name}: test accuracy {acc:.3f}  ({result.seconds:.0f} s, loss {result.final_loss:.3f})"
+          f"  -> {path}")
+    return metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    for name, window in (("ssm_long", None), ("ssm_local", 64)):
+        train_one(name, window, args.steps, args.batch, args.lr)
+    print(f"total {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
