@@ -5,10 +5,19 @@ Sinusoidal (Vaswani et al. 2017), position ``pos`` (row) and component ``i`` (co
     PE(pos, 2i)   = sin(pos / 10000^(2i / d_model))
     PE(pos, 2i+1) = cos(pos / 10000^(2i / d_model))
 
+Each pair (2i, 2i+1) is a point on the unit circle turning at the frequency ω_i = base^(-2i/d),
+so a shift by k positions is a fixed rotation of every pair, independent of pos:
+
+    PE(pos + k) = M_k PE(pos),   M_k = blockdiag( [[cos kω_i, sin kω_i], [-sin kω_i, cos kω_i]] )
+
 RoPE (Su et al. 2021) rotates each pair (x_2i, x_2i+1) of a query/key at position m by the
-angle m·θ_i, θ_i = base^(-2i/dh), so that q_m · k_n depends only on the offset m − n.
+angle m·θ_i, θ_i = base^(-2i/dh), so that q_m · k_n depends only on the offset m − n:
+
+    (R(mθ) q) · (R(nθ) k) = q · R((n − m)θ) k
+
 Modules add to (b, t, d) inputs; ``RotaryEmbedding`` plugs into
-``MultiHeadAttention.forward(..., rotate=rope)``.
+``MultiHeadAttention.forward(..., rotate=rope)``. The end of the module holds notebook 02's
+experiment: the "token k places back" task and a one-layer encoder with a switchable encoding.
 """
 from __future__ import annotations
 
@@ -17,8 +26,9 @@ from torch import nn
 
 from course_lib import ShapeError
 
-__all__ = ["sinusoidal_table", "SinusoidalPositional", "LearnedPositional", "RotaryEmbedding",
-           "rotate_pairs", "rope_angles"]
+__all__ = ["sinusoidal_table", "sinusoidal_shift_matrix", "SinusoidalPositional",
+           "LearnedPositional", "RotaryEmbedding", "rotate_pairs", "rope_angles", "tokens_back",
+           "local_mask", "tokens_back_accuracy", "PositionTaskModel", "ENCODINGS"]
 
 
 def _check_even(d: int, name: str) -> None:
@@ -26,17 +36,40 @@ def _check_even(d: int, name: str) -> None:
         raise ValueError(f"{name} must be a positive even int (pairs of sin/cos), got {d!r}")
 
 
+def _check_max_len(max_len: int) -> None:
+    if not isinstance(max_len, int) or max_len < 1:
+        raise ValueError(f"max_len must be a positive int, got {max_len!r}")
+
+
 def sinusoidal_table(max_len: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
-    """The (max_len, d_model) table PE[pos, 2i] = sin(pos/base^(2i/d)), PE[pos, 2i+1] = cos(...)."""
+    """The (max_len, d_model) table PE[pos, 2i] = sin(pos/base^(2i/d)), PE[pos, 2i+1] = cos(...).
+
+    Row = position ``pos`` (0 .. max_len-1), column = component (2i: sine, 2i+1: cosine of pair i).
+    """
     _check_even(d_model, "d_model")
-    if max_len < 1:
-        raise ValueError(f"max_len must be >= 1, got {max_len}")
+    _check_max_len(max_len)
     pos = torch.arange(max_len, dtype=torch.float64)[:, None]          # (max_len, 1)
     two_i = torch.arange(0, d_model, 2, dtype=torch.float64)[None, :]  # (1, d/2)
     angle = pos / base ** (two_i / d_model)                            # (max_len, d/2)
     pe = torch.empty(max_len, d_model, dtype=torch.float64)
     pe[:, 0::2], pe[:, 1::2] = angle.sin(), angle.cos()
     return pe.float()
+
+
+def sinusoidal_shift_matrix(k: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
+    """The (d, d) matrix M_k with PE(pos + k) = M_k PE(pos) for every pos (block-diagonal rotation).
+
+    Block i is [[cos kω_i, sin kω_i], [-sin kω_i, cos kω_i]], ω_i = base^(-2i/d): from
+    sin(a + b) = sin a cos b + cos a sin b and cos(a + b) = cos a cos b − sin a sin b.
+    """
+    _check_even(d_model, "d_model")
+    omega = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (d/2,)
+    c, s = (k * omega).cos(), (k * omega).sin()                                    # (d/2,)
+    m = torch.zeros(d_model, d_model, dtype=torch.float64)
+    idx = torch.arange(0, d_model, 2)
+    m[idx, idx], m[idx, idx + 1] = c, s            # new sin = cos·sin + sin·cos
+    m[idx + 1, idx], m[idx + 1, idx + 1] = -s, c   # new cos = −sin·sin + cos·cos
+    return m.float()
 
 
 def _check_length(x: torch.Tensor, offset: int, max_len: int, d_model: int) -> None:
@@ -65,6 +98,9 @@ class LearnedPositional(nn.Module):
 
     def __init__(self, d_model: int, max_len: int = 512, init_std: float = 0.02):
         super().__init__()
+        _check_max_len(max_len)
+        if not isinstance(d_model, int) or d_model < 1:
+            raise ValueError(f"d_model must be a positive int, got {d_model!r}")
         self.d_model, self.max_len = d_model, max_len
         self.table = nn.Embedding(max_len, d_model)
         nn.init.normal_(self.table.weight, std=init_std)
@@ -78,12 +114,21 @@ class LearnedPositional(nn.Module):
 def rope_angles(positions: torch.Tensor, d_head: int, base: float = 10000.0) -> torch.Tensor:
     """Angles m·θ_i for positions (t,) -> (t, dh/2), θ_i = base^(-2i/dh)."""
     _check_even(d_head, "d_head")
+    if not isinstance(positions, torch.Tensor) or positions.dim() != 1:
+        got = tuple(positions.shape) if isinstance(positions, torch.Tensor) else type(positions).__name__
+        raise ShapeError(f"rope_angles: expected positions of shape (t,), received {got}")
     theta = base ** (-torch.arange(0, d_head, 2, dtype=torch.float64) / d_head)  # (dh/2,)
     return positions.double()[:, None] * theta[None, :]
 
 
 def rotate_pairs(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate each pair (x_2i, x_2i+1) of x (..., t, dh) by angles (t, dh/2)."""
+    """Rotate each pair (x_2i, x_2i+1) of x (..., t, dh) by angles (t, dh/2).
+
+        [x'_2i, x'_2i+1] = [x_2i cos a − x_2i+1 sin a,  x_2i sin a + x_2i+1 cos a]
+    """
+    if angles.dim() != 2 or x.dim() < 2:
+        raise ShapeError(f"rotate_pairs: expected x (..., t, dh) and angles (t, dh/2), received "
+                         f"{tuple(x.shape)} and {tuple(angles.shape)}")
     if x.shape[-1] != 2 * angles.shape[-1] or x.shape[-2] != angles.shape[0]:
         raise ShapeError(f"rotate_pairs: expected x (..., t={angles.shape[0]}, "
                          f"dh={2 * angles.shape[-1]}), received {tuple(x.shape)}")
@@ -101,6 +146,7 @@ class RotaryEmbedding(nn.Module):
     def __init__(self, d_head: int, max_len: int = 4096, base: float = 10000.0):
         super().__init__()
         _check_even(d_head, "d_head")
+        _check_max_len(max_len)
         self.d_head, self.max_len = d_head, max_len
         self.register_buffer("angles", rope_angles(torch.arange(max_len), d_head, base).float(),
                              persistent=False)                           # (max_len, dh/2)
@@ -116,3 +162,100 @@ class RotaryEmbedding(nn.Module):
         q = rotate_pairs(q, self.angles[offset:offset + t_q])
         k = rotate_pairs(k, self.angles[offset:offset + t_k])
         return q, k
+
+
+# ----------------------------------------------------------------- notebook 02's experiment
+IGNORE = -100
+ENCODINGS = ("none", "sinusoidal", "learned", "rope")
+
+
+def tokens_back(batch: int, length: int, k: int = 3, n_tokens: int = 16,
+                generator: torch.Generator | None = None):
+    """The task "output the token k places back": targets[:, i] = inputs[:, i - k].
+
+    inputs (b, t) uniform over 0..n_tokens-1; targets (b, t) with the first k positions = -100
+    (not scored). Content alone cannot solve it: every answer is a matter of *position*.
+    """
+    for name, value in (("batch", batch), ("length", length), ("k", k), ("n_tokens", n_tokens)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if k >= length:
+        raise ValueError(f"k={k} must be smaller than length={length} (nothing would be scored)")
+    inputs = torch.randint(0, n_tokens, (batch, length), generator=generator)   # (b, t)
+    targets = torch.full_like(inputs, IGNORE)
+    targets[:, k:] = inputs[:, :-k]
+    return inputs, targets
+
+
+def local_mask(t: int, window: int, device=None) -> torch.Tensor:
+    """Boolean (t, t) mask, True where |m − n| < window: each query sees only nearby keys."""
+    if not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive int, got {window!r}")
+    pos = torch.arange(t, device=device)
+    return (pos[:, None] - pos[None, :]).abs() < window                     # (t, t)
+
+
+class PositionTaskModel(nn.Module):
+    """Token embedding + one positional encoding + n bidirectional pre-norm encoder layers.
+
+    encoding: "none" (attention alone: permutation-equivariant), "sinusoidal" or "learned"
+    (added to the embeddings), "rope" (rotates q, k in every layer). tokens (b, t) -> logits (b, t, v).
+    """
+
+    def __init__(self, encoding: str, vocab_size: int = 16, d_model: int = 64, n_heads: int = 4,
+                 n_layers: int = 1, d_ff: int = 128, max_len: int = 64):
+        super().__init__()
+        from course_lib.transformer import EncoderLayer  # transformer imports this module
+
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+        self.encoding, self.max_len = encoding, max_len
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.pos = None                                   # added to the token embeddings
+        if encoding == "sinusoidal":
+            self.pos = SinusoidalPositional(d_model, max_len)
+        elif encoding == "learned":
+            self.pos = LearnedPositional(d_model, max_len)
+        self.rope = RotaryEmbedding(d_model // n_heads, max_len) if encoding == "rope" else None
+        self.layers = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff, norm_first=True)
+                                    for _ in range(n_layers))
+        self.norm, self.head = nn.LayerNorm(d_model), nn.Linear(d_model, vocab_size)
+
+    def forward(self, tokens: torch.Tensor, need_weights: bool = False, window: int | None = None):
+        """Returns ``(logits (b, t, v), [weights (b, h, t, t) or None per layer])``.
+
+        window: if given, query m only sees keys n with |m − n| < window (a local mask).
+        """
+        if tokens.dim() != 2:
+            raise ShapeError(f"tokens: expected shape (b, t), received {tuple(tokens.shape)}")
+        x = self.embed(tokens)                                               # (b, t, d)
+        if self.pos is not None:
+            x = self.pos(x)                                                  # x + P[:t]
+        mask = None if window is None else local_mask(tokens.shape[1], window, tokens.device)
+        maps = []
+        for layer in self.layers:
+            x, w = layer(x, mask=mask, need_weights=need_weights, rotate=self.rope)  # (b, t, d)
+            maps.append(w)
+        return self.head(self.norm(x)), maps                                 # (b, t, v)
+
+
+@torch.no_grad()
+def tokens_back_accuracy(model: nn.Module, lengths, k: int = 3, n_tokens: int = 16,
+                         n_seqs: int = 500, seed: int = 1234, train_len: int | None = None,
+                         window: int | None = None) -> dict:
+    """Held-out accuracy of ``model`` on ``tokens_back`` at each length (fixed seeded test sets).
+
+    Returns {length: accuracy over scored positions}; with ``train_len`` also
+    {f"{length}_new": accuracy on positions >= train_len only} (positions never trained on).
+    window: evaluate with ``local_mask`` (keys within |m − n| < window only).
+    """
+    model.eval()
+    out = {}
+    for length in lengths:
+        x, y = tokens_back(n_seqs, length, k, n_tokens, torch.Generator().manual_seed(seed + length))
+        correct = model(x, window=window)[0].argmax(-1) == y                              # (b, t)
+        scored = y != IGNORE
+        out[str(length)] = correct[scored].float().mean().item()
+        if train_len is not None and length > train_len:
+            out[f"{length}_new"] = correct[:, train_len:].float().mean().item()
+    return out
