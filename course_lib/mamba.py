@@ -19,6 +19,7 @@ low-rank width of Δ's projection.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -31,7 +32,8 @@ from course_lib.positional import SinusoidalPositional
 from course_lib.scan import scan_chunked, selective_scan, selective_step
 from course_lib.transformer import EncoderLayer
 
-__all__ = ["MambaConfig", "RMSNorm", "MambaBlock", "MambaLM", "AttentionLM", "causal_depthwise_conv"]
+__all__ = ["MambaConfig", "RMSNorm", "MambaBlock", "MambaLM", "AttentionLM", "causal_depthwise_conv",
+           "build_model", "load_model"]
 
 
 @dataclass
@@ -227,3 +229,32 @@ class AttentionLM(nn.Module):
         for layer in self.layers:
             x, _ = layer(x, is_causal=True)
         return self.head(self.norm_f(x))
+
+
+def build_model(config: dict) -> nn.Module:
+    """A model from a checkpoint's config: {"arch": "mamba"|"attention", "vocab", "model": {...}}."""
+    arch, kwargs = config.get("arch"), dict(config.get("model", {}))
+    if arch == "mamba":
+        return MambaLM(MambaConfig(vocab=config["vocab"], selective=config.get("selective", True),
+                                   **kwargs))
+    if arch == "attention":
+        return AttentionLM(config["vocab"], **kwargs)
+    raise ValueError(f"build_model: arch must be 'mamba' or 'attention', got {arch!r}")
+
+
+def load_model(path) -> tuple[nn.Module, dict]:
+    """Rebuild a model saved by tools/train_mamba.py: (model in eval mode, {"config", "metrics"})."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    from course_lib.training import load_checkpoint
+
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"load_model: checkpoint not found: {path} (run tools/train_mamba.py)")
+    with safe_open(str(path), framework="pt") as f:
+        config = json.loads((f.metadata() or {}).get("config", "{}"))
+    model = build_model(config)
+    meta = load_checkpoint(model, path)
+    return model.eval(), meta

@@ -19,6 +19,16 @@ A diagonal linear recurrence over time (axis 1), elementwise over everything els
       λ_t = g_t + a_{t+1} ⊙ λ_{t+1},     ∂L/∂x_t = λ_t,     ∂L/∂a_t = λ_t ⊙ h_{t-1},
 
   run by the same chunked routine (custom ``torch.autograd.Function``).
+
+The selective scan (S6, Algorithm 2 of the Mamba paper) is this recurrence with
+a_t = Ā_t = exp(Δ_t A) and x_t = B̄_t u_t, where Δ (b, l, d), B, C (b, l, n) come from the
+input, so Ā, B̄ are (b, l, d, n) and no convolution kernel exists:
+
+    h_t = Ā_t ⊙ h_{t-1} + B̄_t u_t,     y_t = Σ_n C_t h_t + D u_t.
+
+Ā is zero-order hold (``course_lib.ssm.discretize_zoh_diag``); B̄ is either ZOH or, as in Mamba's
+reference code, the Euler step B̄ = Δ B (the first term of (exp(ΔA) - 1)/A = Δ(1 + ΔA/2 + …)).
+Names: ``u`` input, ``delta`` Δ, ``n`` state size, ``A_bar``/``B_bar`` Ā/B̄.
 """
 from __future__ import annotations
 

@@ -1,0 +1,244 @@
+"""Tests for notebook 07: scans, the selective scan (S6), the Mamba block and model, checkers,
+the selection explorer and the shipped checkpoints."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib.checks.mamba import (check_causal_depthwise_conv, check_discretize_zoh_diag,
+                                     check_scan, check_selective_step)
+from course_lib.mamba import (AttentionLM, MambaConfig, MambaLM, RMSNorm, causal_depthwise_conv)
+from course_lib.scan import (discretize_selective, scan_chunked, scan_sequential,
+                             scan_sequential_indexed, selective_scan, selective_scan_sequential,
+                             selective_step)
+from course_lib.ssm import discretize_zoh_diag
+from course_lib.training import data_dir, load_checkpoint
+from course_lib.viz.mamba import selection_explorer, selection_summary
+
+
+def scan_inputs(shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(shape, generator=g, dtype=torch.float64).requires_grad_()
+    x = torch.randn(shape, generator=g, dtype=torch.float64).requires_grad_()
+    return a, x
+
+
+def selective_inputs(b=2, l=19, d=5, n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    kw = dict(generator=g, dtype=torch.float64)
+    u, delta = torch.randn(b, l, d, **kw), torch.rand(b, l, d, **kw) * 0.5 + 0.01
+    A = -torch.rand(d, n, **kw) * 3 - 0.1
+    B, C, D = torch.randn(b, l, n, **kw), torch.randn(b, l, n, **kw), torch.randn(d, **kw)
+    return [t.requires_grad_() for t in (u, delta, A, B, C, D)]
+
+
+@pytest.mark.parametrize("shape,chunk", [((2, 37, 3, 4), 8), ((1, 64, 5), None), ((2, 10, 2), 1),
+                                         ((2, 16, 3), 16), ((1, 5, 2), 64), ((3, 1, 2), None)])
+def test_chunked_scan_equals_sequential_outputs_and_gradients(shape, chunk):
+    a, x = scan_inputs(shape)
+    h_ref, h = scan_sequential(a, x), scan_chunked(a, x, chunk)
+    torch.testing.assert_close(h, h_ref)
+    g = torch.randn_like(h)
+    for want, got in zip(torch.autograd.grad(h_ref, (a, x), g), torch.autograd.grad(h, (a, x), g)):
+        torch.testing.assert_close(got, want)
+
+
+def test_indexed_scan_is_correct_only_slow():
+    a, x = scan_inputs((2, 9, 3))
+    torch.testing.assert_close(scan_sequential_indexed(a, x), scan_sequential(a, x))
+
+
+@pytest.mark.parametrize("method", ["euler", "zoh"])
+def test_selective_scan_equals_sequential_reference(method):
+    inputs = selective_inputs()
+    y_ref = selective_scan_sequential(*inputs, method=method)
+    y = selective_scan(*inputs, method=method)
+    torch.testing.assert_close(y, y_ref)
+    for want, got in zip(torch.autograd.grad(y_ref.square().sum(), inputs),
+                         torch.autograd.grad(y.square().sum(), inputs)):
+        torch.testing.assert_close(got, want)
+
+
+def test_discretization_zoh_and_euler():
+    u, delta, A, B, C, D = selective_inputs()
+    A_bar, B_zoh = discretize_selective(delta, A, B, "zoh")
+    ref_A, ref_B = discretize_zoh_diag(A, B[:, :, None, :], delta)
+    torch.testing.assert_close(A_bar, ref_A)
+    torch.testing.assert_close(B_zoh, ref_B)
+    _, B_euler = discretize_selective(delta, A, B, "euler")
+    torch.testing.assert_close(B_euler, delta[..., None] * B[:, :, None, :])
+    small = delta * 1e-4                                    # Euler B -> ZOH B as Δ -> 0
+    rel = (discretize_selective(small, A, B, "zoh")[1] - discretize_selective(small, A, B, "euler")[1]
+           ).abs().max() / discretize_selective(small, A, B, "euler")[1].abs().max()
+    assert rel < 1e-3
+
+
+def test_lti_selective_scan_equals_ssm_convolution():
+    """With Δ, B, C constant over time the selective scan is the LTI SSM of notebook 06."""
+    from course_lib.ssm import ssm_recurrence  # noqa: F401  (06's module is importable)
+    u, delta, A, B, C, D = selective_inputs(b=1, l=12, d=1, n=3)
+    delta_c, B_c, C_c = delta[:, :1].expand_as(delta), B[:, :1].expand_as(B), C[:, :1].expand_as(C)
+    y = selective_scan(u, delta_c, A, B_c, C_c, method="zoh")[0, :, 0]
+    A_bar, B_bar = discretize_zoh_diag(A[0], B[0, 0], delta[0, 0, 0])          # (n,) each
+    kernel = torch.stack([(C[0, 0] * A_bar ** k * B_bar).sum() for k in range(12)])
+    y_conv = torch.stack([(kernel[:t + 1].flip(0) * u[0, :t + 1, 0]).sum() for t in range(12)])
+    torch.testing.assert_close(y, y_conv)
+
+
+def test_bad_inputs_raise_value_error():
+    u, delta, A, B, C, D = selective_inputs()
+    with pytest.raises(ValueError, match="delta must be > 0"):
+        selective_scan(u, torch.zeros_like(delta), A, B, C, D)
+    with pytest.raises(ValueError, match="delta must be > 0"):
+        selective_scan_sequential(u, -delta, A, B, C, D)
+    with pytest.raises(ValueError, match="delta must be > 0"):
+        discretize_selective(-delta, A, B)
+    with pytest.raises(ValueError, match="B: expected shape"):           # state sizes n differ
+        selective_scan(u, delta, A, B[..., :3], C, D)
+    with pytest.raises(ValueError, match="u: expected shape"):
+        selective_scan(u[0], delta, A, B, C, D)
+    with pytest.raises(ValueError, match="method"):
+        selective_scan(u, delta, A, B, C, D, method="rk4")
+    with pytest.raises(ValueError, match="same shape"):
+        scan_chunked(torch.rand(2, 5, 3), torch.rand(2, 5, 4))
+    with pytest.raises(ValueError, match="chunk"):
+        scan_chunked(torch.rand(2, 5, 3), torch.rand(2, 5, 3), chunk=0)
+    with pytest.raises(ValueError, match="at least 2 dims"):
+        scan_sequential(torch.rand(5), torch.rand(5))
+    with pytest.raises(ValueError, match="weight"):
+        causal_depthwise_conv(torch.rand(1, 4, 3), torch.rand(2, 4))
+    with pytest.raises(ValueError, match="d_state"):
+        MambaConfig(vocab=5, d_state=0)
+    with pytest.raises(ValueError, match="dt_min"):
+        MambaConfig(vocab=5, dt_min=-1.0)
+    model = MambaLM(MambaConfig(vocab=5, d_model=8, n_layers=1, d_state=2))
+    with pytest.raises(ValueError, match=r"\(b, l\)"):
+        model(torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="token ids"):
+        model(torch.full((1, 3), 5))
+
+
+def test_causal_depthwise_conv_equals_conv1d_and_is_causal():
+    g = torch.Generator().manual_seed(3)
+    x, w, bias = torch.randn(2, 11, 6, generator=g), torch.randn(6, 4, generator=g), torch.randn(6)
+    conv = torch.nn.Conv1d(6, 6, 4, groups=6, padding=3)
+    with torch.no_grad():
+        conv.weight.copy_(w[:, None, :])
+        conv.bias.copy_(bias)
+        want = conv(x.transpose(1, 2))[..., :11].transpose(1, 2)
+    y = causal_depthwise_conv(x, w, bias)
+    torch.testing.assert_close(y, want)
+    x2 = x.clone()
+    x2[:, 7:] += 1.0                                         # change the future only
+    torch.testing.assert_close(causal_depthwise_conv(x2, w, bias)[:, :7], y[:, :7])
+
+
+def test_rmsnorm_equals_torch():
+    x = torch.randn(3, 4, 8)
+    ours, ref = RMSNorm(8), torch.nn.RMSNorm(8, eps=1e-5)
+    with torch.no_grad():
+        ours.weight.uniform_()
+        ref.weight.copy_(ours.weight)
+    torch.testing.assert_close(ours(x), ref(x))
+
+
+@pytest.mark.parametrize("selective", [True, False])
+def test_recurrent_step_mode_equals_parallel_mode(selective):
+    torch.manual_seed(0)
+    model = MambaLM(MambaConfig(vocab=7, d_model=16, n_layers=2, d_state=4,
+                                selective=selective)).double().eval()
+    tokens = torch.randint(0, 7, (2, 13))
+    with torch.no_grad():
+        full, states, steps = model(tokens), model.init_state(2), []
+        for t in range(13):
+            logits, states = model.step(tokens[:, t], states)
+            steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, 1), full)
+
+
+def test_selection_off_means_time_invariant_parameters():
+    torch.manual_seed(0)
+    block = MambaLM(MambaConfig(vocab=5, d_model=8, n_layers=1, selective=False)).blocks[0]
+    d1, B1, C1 = block.ssm_params(torch.randn(1, 4, 16))
+    d2, B2, C2 = block.ssm_params(torch.randn(1, 4, 16))
+    torch.testing.assert_close(d1, d2)
+    assert B1 is B2 and C1 is C2 and tuple(B1.shape) == (16, 16)
+    sel = MambaLM(MambaConfig(vocab=5, d_model=8, n_layers=1)).blocks[0]
+    d1, B1, _ = sel.ssm_params(torch.randn(1, 4, 16))
+    assert tuple(d1.shape) == (1, 4, 16) and tuple(B1.shape) == (1, 4, 16) and (d1 > 0).all()
+
+
+def test_tiny_mamba_learns_to_recall_the_previous_token():
+    torch.manual_seed(0)
+    model = MambaLM(MambaConfig(vocab=8, d_model=16, n_layers=1, d_state=4))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(120):
+        x = torch.randint(0, 8, (16, 12), generator=g)
+        loss = F.cross_entropy(model(x)[:, 1:].flatten(0, 1), x[:, :-1].flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    x = torch.randint(0, 8, (64, 12), generator=g)
+    with torch.no_grad():
+        acc = (model(x)[:, 1:].argmax(-1) == x[:, :-1]).float().mean().item()
+    assert acc > 0.95
+
+
+def test_attention_baseline_shapes():
+    model = AttentionLM(9, d_model=16, n_heads=2, n_layers=1, max_len=64)
+    assert model(torch.randint(0, 9, (2, 10))).shape == (2, 10, 9)
+    with pytest.raises(ValueError):
+        model(torch.randint(0, 9, (1, 65)))                  # past the positional table
+
+
+def test_checkers_pass_reference_and_fail_wrong():
+    from course_lib.ssm import discretize_zoh_diag as zoh
+    assert check_discretize_zoh_diag(zoh).passed
+    euler = lambda A, B, delta: (torch.exp(delta[..., None] * A) if delta.dim() else  # noqa: E731
+                                 torch.exp(delta * A), (delta[..., None] if delta.dim() else delta) * B)
+    bad = check_discretize_zoh_diag(euler)
+    assert not bad.passed and "differ" in bad.message or "diff" in bad.message
+    assert check_selective_step(selective_step).passed
+    wrong_step = lambda h, u, dt, A, B, C, D: selective_step(h, u, dt, A, B, C, None)  # noqa: E731
+    assert "max abs diff" in check_selective_step(wrong_step).message
+    assert check_causal_depthwise_conv(causal_depthwise_conv).passed
+    same_pad = lambda x, w, b: F.conv1d(F.pad(x.transpose(1, 2), (1, w.shape[1] - 2)),  # noqa: E731
+                                        w[:, None], b, groups=w.shape[0]).transpose(1, 2)
+    assert not check_causal_depthwise_conv(same_pad).passed
+    assert check_scan(scan_sequential).passed and check_scan(scan_chunked).passed
+    assert check_scan(lambda a, x: x).status == "failed"
+
+    def todo(*args):
+        raise NotImplementedError
+    assert check_scan(todo).status == "not implemented yet"
+
+
+def test_selection_explorer_extremes_are_finite():
+    deltas = torch.rand(2, 10, 6) + 0.01
+    ex = selection_explorer({"one": {"tokens": list("abcdefghij"), "deltas": deltas},
+                             "two": {"tokens": list("klmnopqrst"), "deltas": deltas * 2,
+                                     "highlight": [True] * 3 + [False] * 7}})
+    for name, value in ex.extreme_values():
+        ex.controls[name].value = value
+        assert all(torch.isfinite(torch.as_tensor(v)).all() for v in ex.data.values())
+    with pytest.raises(ValueError):
+        selection_summary(deltas[0], channel=6)
+    with pytest.raises(ValueError):
+        selection_explorer({})
+
+
+@pytest.mark.parametrize("name,kind", [("selcopy_s6", "s6"), ("selcopy_lti", "lti")])
+def test_shipped_selective_copying_checkpoints(name, kind):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "tools" / "train_mamba.py"
+    spec = importlib.util.spec_from_file_location("train_mamba", path)
+    tm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tm)
+    model = tm.selcopy_model(kind)
+    meta = load_checkpoint(model, data_dir() / f"mamba_{name}.safetensors")
+    acc = tm.selcopy_eval(model.eval(), batch=300)
+    if kind == "s6":
+        assert acc >= 0.95 and meta["metrics"]["accuracy"] >= 0.95
+    else:
+        assert acc <= 0.5 and meta["metrics"]["accuracy"] <= 0.5
