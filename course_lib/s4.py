@@ -18,16 +18,17 @@ Names: ``h`` channels (= d_model), ``n`` state size, ``l`` length, ``delta`` = �
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from course_lib.ssm import _delta_tensor, discretize_bilinear, discretize_zoh_diag, fft_conv
+from course_lib.ssm import _delta_tensor, discretize_zoh_diag, fft_conv
 
 __all__ = ["init_ssm", "INITS", "hippo_legs", "legendre_basis", "legs_memory", "legs_reconstruct", "s4d_lin_init",
-           "s4d_kernel", "SSMLayer", "SSMConfig", "SSMClassifier", "long_range_batch"]
+           "s4d_kernel", "SSMLayer", "SSMConfig", "SSMClassifier", "load_ssm_classifier", "long_range_batch"]
 
 
 def hippo_legs(n: int, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,16 +57,21 @@ def legs_memory(u: torch.Tensor, n: int) -> torch.Tensor:
     """Run HiPPO-LegS over a signal: u (l,) -> states x (l, n), x_k summarizing u_0 .. u_k.
 
     Scale-invariant HiPPO (the state covers the whole history [0, t]): x' = (A x + B u) / t,
-    i.e. the SSM (A, B) with step Δ = 1/(k+1) at step k, discretized bilinearly.
+    i.e. the SSM (A, B) with step Δ = 1/(k+1) at step k, discretized bilinearly (all l steps'
+    Ā_k, B̄_k in one batched solve, then the l-step recurrence).
     """
     if not isinstance(u, torch.Tensor) or u.dim() != 1:
         raise ValueError(f"legs_memory: expected a signal u of shape (l,), received "
                          f"{tuple(u.shape) if isinstance(u, torch.Tensor) else type(u).__name__}")
-    A, B = hippo_legs(n, dtype=torch.float64)
+    A, B = hippo_legs(n, dtype=torch.float64)                         # (n, n), (n, 1)
+    half_step = 0.5 / torch.arange(1, len(u) + 1, dtype=torch.float64)[:, None, None]  # (l, 1, 1)
+    eye = torch.eye(n, dtype=torch.float64)
+    back = eye - half_step * A                                        # (l, n, n)
+    A_bar = torch.linalg.solve(back, eye + half_step * A)             # (l, n, n) bilinear Ā_k
+    B_bar = torch.linalg.solve(back, 2 * half_step * B)[..., 0]       # (l, n)    bilinear B̄_k
     x, xs = torch.zeros(n, dtype=torch.float64), []
-    for k, u_k in enumerate(u.double()):
-        A_bar, B_bar = discretize_bilinear(A, B, 1.0 / (k + 1))      # (n, n), (n, 1)
-        x = A_bar @ x + B_bar[:, 0] * u_k
+    for A_k, B_k, u_k in zip(A_bar, B_bar, u.double()):
+        x = A_k @ x + B_k * u_k
         xs.append(x)
     return torch.stack(xs).to(u.dtype)                                # (l, n)
 
@@ -105,7 +111,7 @@ def init_ssm(kind: str, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tens
 
 def s4d_lin_init(h: int, n: int) -> torch.Tensor:
     """S4D-Lin initialization: A_n = -1/2 + iπn for every channel -> A (h, n), complex."""
-    A = torch.complex(-0.5 * torch.ones(n), math.pi * torch.arange(n, dtype=torch.float32))
+    A = torch.complex(torch.full((n,), -0.5, dtype=torch.float32), math.pi * torch.arange(n, dtype=torch.float32))
     return A.expand(h, n).clone()
 
 
@@ -219,20 +225,43 @@ class SSMClassifier(nn.Module):
         return self.head(self.norm_f(x[:, -1]))                           # (b, n_classes)
 
 
-def long_range_batch(batch: int, length: int, n_classes: int = 8, n_noise: int = 8,
-                     span: int | None = None, generator: torch.Generator | None = None):
-    """A sequence-level task whose answer sits at the start: -> tokens (b, l), labels (b,).
+def load_ssm_classifier(path) -> tuple[SSMClassifier, dict]:
+    """An SSMClassifier built from the config stored in a checkpoint: -> (model, {config, metrics})."""
+    from safetensors import safe_open
 
-    Each sequence is noise tokens (ids n_classes .. n_classes+n_noise-1) except one signal token
-    (id = the label, < n_classes) at a random position among the first ``span`` (default l/8).
-    The label must be carried ~l steps to the last position: a short kernel sees only noise.
+    from course_lib.training import load_checkpoint
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            stored = json.loads((f.metadata() or {}).get("config", "{}"))
+    except (OSError, FileNotFoundError) as exc:
+        raise ValueError(f"load_ssm_classifier: cannot read checkpoint {path}: {exc}") from None
+    fields = {k: stored[k] for k in SSMConfig.__dataclass_fields__ if k in stored}
+    model = SSMClassifier(SSMConfig(**fields))
+    meta = load_checkpoint(model, path)
+    model.eval()
+    return model, meta
+
+
+def long_range_batch(batch: int, length: int, n_classes: int = 8, n_noise: int = 8,
+                     span: int | None = None, density: float = 0.5,
+                     generator: torch.Generator | None = None):
+    """A sequence-level task whose answer sits only at the start: -> tokens (b, l), labels (b,).
+
+    Noise tokens (ids n_classes .. n_classes+n_noise-1) everywhere; among the first ``span``
+    positions (default l/8) each is the signal token (id = the label, < n_classes) with
+    probability ``density`` (at least one per sequence). Read at the last position, the evidence
+    is >= l - span steps away: a kernel shorter than that sees only noise (chance 1/n_classes).
     """
     span = max(1, length // 8) if span is None else span
     if not 1 <= span <= length:
         raise ValueError(f"long_range_batch: expected 1 <= span <= length={length}, received {span}")
+    if not 0 < density <= 1:
+        raise ValueError(f"long_range_batch: expected 0 < density <= 1, received {density}")
     g = generator
     tokens = torch.randint(n_classes, n_classes + n_noise, (batch, length), generator=g)
     labels = torch.randint(0, n_classes, (batch,), generator=g)
-    where = torch.randint(0, span, (batch,), generator=g)
-    tokens[torch.arange(batch), where] = labels
+    signal = torch.rand(batch, span, generator=g) < density                   # (b, span)
+    signal[torch.arange(batch), torch.randint(0, span, (batch,), generator=g)] = True
+    tokens[:, :span] = torch.where(signal, labels[:, None], tokens[:, :span])
     return tokens, labels

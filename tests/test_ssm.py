@@ -178,12 +178,21 @@ def test_ssm_layer_shapes_causality_and_window():
     assert (local.kernel(50)[:, 5:] == 0).all()
 
 
-def test_ssm_classifier_learns_short_long_range_task():
+@pytest.fixture
+def one_thread():
+    """One torch thread: identical floats, and no thread thrashing on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_ssm_classifier_learns_short_long_range_task(one_thread):
     torch.manual_seed(0)
     model = SSMClassifier(SSMConfig(vocab_size=8, n_classes=4, d_model=16, d_state=8, n_layers=1))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
-    for _ in range(200):
+    for _ in range(80):                         # ~1 s; reaches ~99%
         tokens, labels = long_range_batch(32, 64, 4, 4, span=8, generator=g)
         loss = torch.nn.functional.cross_entropy(model(tokens), labels)
         opt.zero_grad()
@@ -192,15 +201,17 @@ def test_ssm_classifier_learns_short_long_range_task():
     tokens, labels = long_range_batch(256, 64, 4, 4, span=8, generator=torch.Generator().manual_seed(9))
     with torch.no_grad():
         acc = (model(tokens).argmax(-1) == labels).float().mean().item()
-    assert acc > 0.8, acc
+    assert acc > 0.9, acc
 
 
 def test_long_range_batch():
     tokens, labels = long_range_batch(16, 100, 8, 8, span=10, generator=torch.Generator().manual_seed(0))
     assert tokens.shape == (16, 100) and labels.shape == (16,)
-    assert ((tokens < 8).sum(1) == 1).all()     # exactly one signal token per sequence
-    pos = (tokens < 8).float().argmax(1)
-    assert (pos < 10).all() and (tokens[torch.arange(16), pos] == labels).all()
+    signal = tokens < 8
+    assert (signal[:, 10:] == 0).all() and (signal[:, :10].sum(1) >= 1).all()
+    assert (torch.where(signal, tokens, labels[:, None]) == labels[:, None]).all()
+    with pytest.raises(ValueError, match="span"):
+        long_range_batch(2, 10, span=11)
 
 
 # ---- bad input ------------------------------------------------------------------------------------------
