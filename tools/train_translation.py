@@ -4,7 +4,7 @@
 
 Seeded and single-threaded, so re-running reproduces the shipped weights and numbers. The
 recipe (Adam, β2 = 0.98, linear warm-up then cosine decay, teacher forcing) is the one the
-notebook runs for a few steps; here it runs to convergence (about 20 s of CPU time, 1 thread).
+notebook runs for a few steps; here it runs to convergence (about 23 s of CPU time on 1 thread; 98.1% held-out exact match).
 """
 from __future__ import annotations
 
