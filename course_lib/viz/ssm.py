@@ -68,7 +68,7 @@ def plot_eigenvalues(eigs: dict, ax=None, title: str | None = None):
     ax.set_aspect("equal")
     ax.set_xlabel("Re λ(Ā)")
     ax.set_ylabel("Im λ(Ā)")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left")
     if title:
         ax.set_title(title, fontsize=10)
     return ax

@@ -64,7 +64,12 @@ torch.set_default_dtype(torch.float64)   # exact comparisons in the derivations;
 # %%
 g = torch.Generator().manual_seed(0)
 n = 4
-A = -torch.eye(n) + 0.8 * torch.randn(n, n, generator=g)      # (n, n)
+blocks = torch.tensor([[-0.3, 3.0, 0.0, 0.0],                  # a slow oscillation: -0.3 ± 3i
+                       [-3.0, -0.3, 0.0, 0.0],
+                       [0.0, 0.0, -1.0, 1.0],                  # a fast decay: -1 ± 1i
+                       [0.0, 0.0, -1.0, -1.0]])
+Q, _ = torch.linalg.qr(torch.randn(n, n, generator=g))         # a random rotation of the state
+A = Q @ blocks @ Q.T                                           # (n, n)
 B = torch.randn(n, 1, generator=g)                             # (n, 1)
 C = torch.randn(1, n, generator=g)                             # (1, n)
 D = 0.5
@@ -100,8 +105,12 @@ print(f"ZOH vs bilinear at Δ={delta}: max |Ā diff| = {(A_bar - A_bil).abs().ma
 
 # %% [markdown]
 # ZOH is *exact* for a held input: ten steps of $\Delta/10$ land on the same state as one step of
-# $\Delta$. The figure shows the step response $u(t) = 1$ at a coarse $\Delta = 0.5$: ZOH sits on
-# the exact curve, bilinear is close, and the naive Euler step $\bar A = I + \Delta A$ drifts.
+# $\Delta$. The figure shows the step response $u(t) = 1$ at a coarse $\Delta = 0.25$: ZOH sits on
+# the exact curve and bilinear is close, while the naive Euler step $\bar A = I + \Delta A$
+# **explodes** although the continuous system is stable: $|1 + \Delta\lambda| = |0.925 + 0.75i| > 1$
+# for $\lambda = -0.3 + 3i$. Whether a discrete SSM is stable is decided by the eigenvalues of
+# $\bar A$ against the unit circle (section 7); ZOH ($|e^{\Delta\lambda}| = e^{\Delta\,\mathrm{Re}\lambda}$)
+# and bilinear keep every stable $A$ stable, for every $\Delta$.
 
 # %%
 A_small, B_small = discretize_zoh(A, B, delta / 10)
@@ -117,7 +126,7 @@ def step_response(A_bar, B_bar, steps):
     return ssm_recurrence(A_bar, B_bar, C, torch.ones(steps), D=D)
 
 
-coarse, T = 0.5, 8.0
+coarse, T = 0.25, 10.0
 exact = step_response(*discretize_zoh(A, B, 0.01), int(T / 0.01))
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot(torch.arange(1, len(exact) + 1) * 0.01, exact, "k", lw=2, label="exact (fine ZOH)")
@@ -126,12 +135,17 @@ euler = (torch.eye(n) + coarse * A, coarse * B)
 for name, (Ab, Bb), style in (("ZOH", discretize_zoh(A, B, coarse), "o"),
                               ("bilinear", discretize_bilinear(A, B, coarse), "s"),
                               ("Euler", euler, "x")):
-    ax.plot(k, step_response(Ab, Bb, len(k)), style, ms=5, label=f"{name}, Δ={coarse}")
+    ax.plot(k, step_response(Ab, Bb, len(k)), style, ms=4, label=f"{name}, Δ={coarse}")
+ax.set_ylim(exact.min() - 1, exact.max() + 1)                  # Euler leaves the chart
 ax.set_xlabel("time t")
 ax.set_ylabel("y(t)")
 ax.set_title("step response", fontsize=10)
-ax.legend(fontsize=8)
+ax.legend(fontsize=8, loc="lower right")
+fig.tight_layout()
 plt.show()
+print("largest |eigenvalue| of Ā:", {name: round(torch.linalg.eigvals(M).abs().max().item(), 3)
+      for name, M in (("ZOH", discretize_zoh(A, B, coarse)[0]),
+                      ("bilinear", discretize_bilinear(A, B, coarse)[0]), ("Euler", euler[0]))})
 
 # %% [markdown]
 # ## 3. The recurrence: a linear RNN
@@ -287,10 +301,11 @@ for name, (A_c, B_c, C_c, delta_c) in cases.items():
 
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 1.6]})
-plot_eigenvalues({k: v for k, v in eigs.items() if "0.001" not in k}, ax=ax1,
+plot_eigenvalues({k.split(",")[0]: v for k, v in eigs.items() if "0.001" not in k}, ax=ax1,
                  title="eigenvalues of Ā (Δ = 0.01)")
-ax1.set_xlim(0.8, 1.1)
-ax1.set_ylim(-0.05, 0.05)
+ax1.set_xlim(0.84, 1.02)
+ax1.set_ylim(-0.012, 0.012)
+ax1.set_aspect("auto")
 plot_kernel_magnitudes(kernels, ax=ax2, title="kernel magnitude")
 fig.tight_layout()
 plt.show()
@@ -332,7 +347,7 @@ ax.plot(signal, "k", lw=2.5, label="input u (1000 steps)")
 for n_h in (8, 32):
     ax.plot(memory[n_h], lw=1.2, label=f"read back from the final state, n = {n_h}")
 ax.set_xlabel("step")
-ax.legend(fontsize=8)
+ax.legend(fontsize=8, loc="lower right")
 ax.set_title("HiPPO-LegS: the state x_999 stores the whole history", fontsize=10)
 plt.show()
 
