@@ -59,14 +59,14 @@ def bench_length(length: int) -> list[dict]:
     for other in (causal_conv(u, K), conv1d_direct(u, K), fft_conv(u, K)):
         torch.testing.assert_close(other, y, atol=1e-3, rtol=1e-3)
     slow = 1 if length >= 16384 else 3                    # the O(L²) and L-step runs
-    fft_s = median_time(lambda: fft_conv(u, K), 9)
+    fft_s = median_time(lambda: fft_conv(u, K), 21)
     rows = [
         {"name": f"conv L={length}", "ours": "fft_conv", "ours_s": fft_s,
          "reference": "causal_conv (direct)", "reference_s": median_time(lambda: causal_conv(u, K), slow)},
         {"name": f"conv L={length}", "ours": "fft_conv", "ours_s": fft_s,
          "reference": "F.conv1d (direct)", "reference_s": median_time(lambda: conv1d_direct(u, K), slow)},
         {"name": f"ssm L={length}", "ours": "ssm_kernel + fft_conv",
-         "ours_s": median_time(lambda: fft_conv(u, ssm_kernel(A_bar, B_bar, C, length)), 9),
+         "ours_s": median_time(lambda: fft_conv(u, ssm_kernel(A_bar, B_bar, C, length)), 21),
          "reference": "ssm_recurrence", "reference_s": median_time(lambda: ssm_recurrence(A_bar, B_bar, C, u), slow)},
     ]
     return rows
