@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: lab test install install-dev build-notebooks budget bench clean
+.PHONY: lab test install install-dev build-notebooks budget bench browser-deps binder-resolve ci-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,5 +41,16 @@ budget: install-dev
 bench: install-dev
 	$(BIN)/python benchmarks/run.py
 
+# Online steps that the offline suite relies on (.ci/run calls `make ci-deps` before `make test`):
+# bertviz's JavaScript (require.js, d3, jQuery) from the npm registry for the browser test, and
+# pip's resolution of binder/requirements.txt for the Binder test. Both land in artifacts/.
+browser-deps: install-dev
+	$(BIN)/python tests/browser/vendor.py
+
+binder-resolve: install-dev
+	$(BIN)/python tests/test_binder_colab.py resolve
+
+ci-deps: browser-deps binder-resolve
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info artifacts
