@@ -1,0 +1,99 @@
+"""Benchmark of the GPT (notebook 05): KV-cache generation and training speed.
+
+    python benchmarks/bench_gpt.py            # full table
+    python benchmarks/bench_gpt.py --quick    # fewer repeats, shorter runs
+
+1. Generating 200 tokens with the KV cache (``generate(use_cache=True)``: each step feeds only
+   the newest token) against recomputing the whole prefix every step (``use_cache=False``),
+   greedy, with the shipped tiny GPT (data/gpt_tiny.safetensors), for 1 and 16 prompts of 8
+   tokens. The outputs are asserted identical before timing. The course's target: >= 3x.
+2. One training step (forward, backward, AdamW) of the tiny GPT on a batch of 32 stories:
+   ``course_lib.gpt.GPT`` against the same network built from ``nn.TransformerEncoder``
+   (``torch_reference``), same weights, logits asserted equal first; tokens/s in the labels.
+
+Times are medians of repeats on one thread (the course's setting; ``COURSE_THREADS`` overrides).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import time
+
+import torch
+
+from course_lib.data.stories import corpus_splits
+from course_lib.data.tokenizer import build_tokenizer
+from course_lib.gpt import encode_stories, generate, load_gpt, next_token_loss, torch_reference
+
+N_NEW = 200
+
+
+def median_time(fn, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of fn() over repeats, after warm-up calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def kv_cache_rows(model, tok, repeats: int) -> list[dict]:
+    rows = []
+    for n_prompts in (1, 16):
+        prompts = encode_stories(corpus_splits()["val"][:n_prompts], tok)[:, :8]     # (b, 8)
+        run = {c: (lambda c=c: generate(model, prompts, N_NEW, greedy=True, use_cache=c))
+               for c in (True, False)}
+        assert torch.equal(run[True](), run[False]())
+        rows.append({"name": f"generate {N_NEW} tokens, {n_prompts} prompt(s)",
+                     "ours": "KV cache", "ours_s": median_time(run[True], repeats),
+                     "reference": "recompute prefix", "reference_s": median_time(run[False], repeats)})
+    return rows
+
+
+def training_rows(model, tok, repeats: int) -> list[dict]:
+    ids = encode_stories(corpus_splits()["train"][:32], tok)                     # (32, t)
+    ours = copy.deepcopy(model).train()
+    theirs = torch_reference(copy.deepcopy(model)).train()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), theirs(ids), atol=1e-5, rtol=1e-4)
+    times = {}
+    for name, net in (("ours", ours), ("reference", theirs)):
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+
+        def step(net=net, opt=opt):
+            loss = next_token_loss(net(ids), ids, pad_id=tok.pad_id)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        times[name] = median_time(step, repeats)
+    n_tokens = int((ids[:, 1:] != tok.pad_id).sum())
+    return [{"name": f"train step, 32 stories ({n_tokens} tokens)",
+             "ours": f"course GPT ({n_tokens / times['ours']:,.0f} tok/s)", "ours_s": times["ours"],
+             "reference": f"nn.TransformerEncoder ({n_tokens / times['reference']:,.0f} tok/s)",
+             "reference_s": times["reference"]}]
+
+
+def run(quick: bool = False) -> list[dict]:
+    torch.set_num_threads(int(os.environ.get("COURSE_THREADS", "1")))
+    model, _ = load_gpt()
+    tok = build_tokenizer()
+    repeats = 3 if quick else 7
+    return kv_cache_rows(model, tok, 1 if quick else 3) + training_rows(model, tok, repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    rows = run(quick=parser.parse_args().quick)
+    print(f"{'benchmark':42s} {'ours':34s} {'s':>8s} {'reference':38s} {'s':>8s} {'ratio':>6s}")
+    for r in rows:
+        print(f"{r['name']:42s} {r['ours']:34s} {r['ours_s']:8.4f} {r['reference']:38s} "
+              f"{r['reference_s']:8.4f} {r['reference_s'] / r['ours_s']:5.1f}x")
+
+
+if __name__ == "__main__":
+    main()
