@@ -34,7 +34,7 @@ from course_lib.attention import KVCache, MultiHeadAttention
 from course_lib.positional import SinusoidalPositional
 
 __all__ = ["FeedForward", "EncoderLayer", "DecoderLayer", "Encoder", "Decoder", "TransformerConfig",
-           "Transformer", "teacher_forcing_loss", "greedy_decode", "Decoded"]
+           "Transformer", "teacher_forcing_loss", "greedy_decode", "beam_search", "Decoded"]
 
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
@@ -370,3 +370,38 @@ def greedy_decode(model: Transformer, src: torch.Tensor, max_new_tokens: int | N
         if done.all():
             break
     return Decoded(ys[:, 1:], torch.cat(cross, dim=3) if need_weights else None)
+
+
+@torch.no_grad()
+def beam_search(model: Transformer, src: torch.Tensor, beam_size: int = 4,
+                max_new_tokens: int | None = None) -> tuple[torch.Tensor, float]:
+    """Beam search for one sentence src (1, s): keep the beam_size best prefixes at every step.
+
+    score(y) = Σ_i log p(y_i | y_<i, x). A prefix ending in [EOS] is finished; the search stops
+    when no unfinished prefix can beat the best finished one (scores only fall as words are
+    added). Returns (tokens (n,) ending in [EOS], score). beam_size=1 is greedy decoding.
+    """
+    c = model.config
+    max_new_tokens = c.max_len if max_new_tokens is None else max_new_tokens
+    if src.dim() != 2 or src.shape[0] != 1:
+        raise ValueError(f"beam_search: expected src of shape (1, s), received {tuple(src.shape)}")
+    if beam_size < 1 or not 1 <= max_new_tokens <= c.max_len:
+        raise ValueError(f"need beam_size >= 1 and max_new_tokens in [1, {c.max_len}], got "
+                         f"{beam_size}, {max_new_tokens}")
+    model.eval()
+    memory, memory_mask, _ = model.encode(src)                             # (1, s, d)
+    beams, finished = [([c.bos_id], 0.0)], []
+    for _ in range(max_new_tokens):
+        ys = torch.tensor([seq for seq, _ in beams], device=src.device)    # (k, i+1)
+        k = ys.shape[0]
+        logits, _, _ = model.decode(ys, memory.expand(k, -1, -1), memory_mask.expand(k, -1, -1, -1))
+        scores = torch.tensor([s for _, s in beams])[:, None] + logits[:, -1].log_softmax(-1).cpu()
+        top = scores.flatten().topk(beam_size)                             # best (prefix, word) pairs
+        beams = []
+        for score, index in zip(top.values.tolist(), top.indices.tolist()):
+            row, word = divmod(index, scores.shape[1])
+            (finished if word == c.eos_id else beams).append((ys[row].tolist() + [word], score))
+        if not beams or (finished and max(s for _, s in finished) >= beams[0][1]):
+            break
+    seq, score = max(finished or beams, key=lambda item: item[1])
+    return torch.tensor(seq[1:]), score

@@ -9,7 +9,8 @@ from course_lib.checks import transformer as checks
 from course_lib.data.translation import TranslationData, exact_match, sample_pairs, translate
 from course_lib.training import data_dir, load_checkpoint, train
 from course_lib.transformer import (Decoder, DecoderLayer, Encoder, EncoderLayer, Transformer,
-                                    TransformerConfig, greedy_decode, teacher_forcing_loss)
+                                    TransformerConfig, beam_search, greedy_decode,
+                                    teacher_forcing_loss)
 
 matplotlib.use("Agg")
 D, H, FF = 32, 4, 64
@@ -123,6 +124,30 @@ def test_greedy_decode_with_cache_equals_without_and_matches_teacher_forcing():
     # every generated word is the argmax of the teacher-forced logits (until [EOS])
     alive = torch.cat([torch.ones(3, 1, dtype=torch.bool), (a.tokens[:, :-1] != 6).cummin(1).values], 1)
     assert torch.equal(logits.argmax(-1)[alive], a.tokens[alive])
+
+
+def sequence_log_prob(model, src, tokens):
+    """Σ log p(y_i | y_<i, x) of tokens (n,) under teacher forcing: a second way to score a beam."""
+    tgt_in = torch.cat([torch.tensor([5]), tokens[:-1]])[None]
+    with torch.no_grad():
+        logp = model(src, tgt_in)[0][0].log_softmax(-1)                 # (n, v)
+    return logp[torch.arange(len(tokens)), tokens].sum().item()
+
+
+def test_beam_search_of_width_one_is_greedy_and_scores_are_log_probs():
+    model = tiny_model()
+    for seed in range(3):
+        src = random_src(1, 6, seed=seed)
+        greedy = greedy_decode(model, src).tokens[0]
+        tokens, score = beam_search(model, src, beam_size=1)
+        assert torch.equal(tokens, greedy[:len(tokens)])
+        wide, wide_score = beam_search(model, src, beam_size=4)
+        assert abs(sequence_log_prob(model, src, wide) - wide_score) < 1e-4
+        assert abs(sequence_log_prob(model, src, tokens) - score) < 1e-4
+    with pytest.raises(ValueError, match=r"expected src of shape \(1, s\)"):
+        beam_search(model, random_src(2, 6))
+    with pytest.raises(ValueError, match="beam_size"):
+        beam_search(model, random_src(1, 6), beam_size=0)
 
 
 def test_short_training_learns_translation():

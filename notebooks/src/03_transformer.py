@@ -38,7 +38,8 @@ from course_lib.checks.transformer import check_decoder_mask, check_encoder_laye
 from course_lib.data.translation import TranslationData, exact_match, sample_pairs, translate
 from course_lib.training import data_dir, load_checkpoint, lr_schedule, train
 from course_lib.transformer import (DecoderLayer, Encoder, EncoderLayer, Transformer,
-                                    TransformerConfig, greedy_decode, teacher_forcing_loss)
+                                    TransformerConfig, beam_search, greedy_decode,
+                                    teacher_forcing_loss)
 from course_lib.viz import plot_heads
 from course_lib.viz.bertviz import OFFLINE_NOTE
 from course_lib.viz.transformer import (decoding_explorer, encoder_decoder_view, plot_alignment,
@@ -313,6 +314,30 @@ except ValueError as error:
     print("ValueError:", error)
 
 # %% [markdown]
+# ### Beam search: search errors or model errors?
+# Greedy decoding commits to the best word at each step, but the most probable *sentence*,
+# $\arg\max_y \sum_i \log p(y_i \mid y_{<i}, x)$, may start with a less probable word. **Beam
+# search** keeps the $k$ best prefixes at every step (`course_lib.transformer.beam_search`;
+# $k = 1$ is greedy). Does it repair the greedy translations that were wrong? For each one, we also
+# score the *true* translation under the model: if the model prefers its wrong output, no search
+# can help (a **model error**); if it prefers the true one, greedy simply missed it (a **search error**).
+
+# %%
+wrong = [pair for pair, predicted in zip(held_out, predictions) if predicted != pair.target]
+repaired = model_errors = 0
+for pair in wrong:
+    src = data.encode_source([pair.source])                        # (1, s)
+    tokens, score = beam_search(trained, src, beam_size=4)
+    repaired += data.decode_target(tokens[None])[0] == pair.target
+    _, tgt_in, tgt_out = data.batch([pair])
+    with torch.no_grad():
+        logp = trained(src, tgt_in)[0].log_softmax(-1)             # (1, t, v)
+    true_score = logp.gather(-1, tgt_out[..., None]).sum().item()  # log p(true translation)
+    model_errors += true_score < score - 1e-6
+print(f"greedy got {len(wrong)} of {len(held_out)} wrong; beam search (k=4) repairs {repaired}; "
+      f"in {model_errors} the model itself prefers a wrong translation to the true one")
+
+# %% [markdown]
 # ## 7. See it: cross-attention is a learned alignment
 #
 # Cross-attention row $i$ says which source words the decoder reads while producing target word
@@ -434,10 +459,11 @@ check_greedy_step(my_greedy_step)
 # - Teacher forcing + the causal mask train all positions in one pass; Adam with warm-up trains
 #   the toy translator to ≥ 95% exact match on unseen sentences in about 23 s of CPU time.
 # - Greedy decoding produces one word per step; a KV cache avoids recomputing past keys/values.
+#   Beam search repairs only the few *search* errors: most remaining mistakes are the model's own.
 # - Cross-attention learns the word alignment (the verb read last, adjectives after their noun)
 #   without ever being told it.
 # - Now in `course_lib.transformer`: `EncoderLayer`, `DecoderLayer`, `Encoder`, `Decoder`,
-#   `TransformerConfig`, `Transformer`, `teacher_forcing_loss`, `greedy_decode`; the data in
+#   `TransformerConfig`, `Transformer`, `teacher_forcing_loss`, `greedy_decode`, `beam_search`; the data in
 #   `course_lib.data.translation`.
 #
 # **Next:** keep only the encoder, stack it, and pre-train it by filling in blanks: notebook
