@@ -21,6 +21,8 @@ experiment: the "token k places back" task and a one-layer encoder with a switch
 """
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
@@ -28,7 +30,8 @@ from course_lib import ShapeError
 
 __all__ = ["sinusoidal_table", "sinusoidal_shift_matrix", "SinusoidalPositional",
            "LearnedPositional", "RotaryEmbedding", "rotate_pairs", "rope_angles", "tokens_back",
-           "local_mask", "tokens_back_accuracy", "PositionTaskModel", "ENCODINGS"]
+           "local_mask", "tokens_back_accuracy", "PositionTaskModel", "ENCODINGS",
+           "load_position_models"]
 
 
 def _check_even(d: int, name: str) -> None:
@@ -259,3 +262,21 @@ def tokens_back_accuracy(model: nn.Module, lengths, k: int = 3, n_tokens: int = 
         if train_len is not None and length > train_len:
             out[f"{length}_new"] = correct[:, train_len:].float().mean().item()
     return out
+
+
+def load_position_models(path=None) -> tuple[nn.ModuleDict, dict, dict]:
+    """The shipped experiment (tools/train_positional.py): ({encoding: model}, config, metrics)."""
+    import json
+
+    from safetensors import safe_open
+
+    from course_lib.training import data_dir, load_checkpoint
+
+    path = data_dir() / "positional_models.safetensors" if path is None else path
+    if not os.path.exists(path):
+        raise ValueError(f"{path} not found: run `python tools/train_positional.py` to build it")
+    with safe_open(str(path), framework="pt") as f:
+        config = json.loads((f.metadata() or {}).get("config", "{}"))
+    models = nn.ModuleDict({e: PositionTaskModel(e, **config["model"]) for e in ENCODINGS})
+    metrics = load_checkpoint(models, path)["metrics"]
+    return models.eval(), config, metrics

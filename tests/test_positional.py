@@ -9,11 +9,11 @@ from course_lib.attention import KVCache, MultiHeadAttention
 from course_lib.checks.positional import (check_diagonal_spread, check_rope_angles,
                                           check_rotate_pairs, check_shift_matrix,
                                           check_sinusoidal_table, diagonal_spread)
-from course_lib.positional import (ENCODINGS, LearnedPositional, PositionTaskModel,
+from course_lib.positional import (LearnedPositional, PositionTaskModel,
                                    RotaryEmbedding, SinusoidalPositional, rope_angles,
                                    rotate_pairs, sinusoidal_shift_matrix, sinusoidal_table,
-                                   tokens_back, tokens_back_accuracy)
-from course_lib.training import data_dir, load_checkpoint, train
+                                   load_position_models, tokens_back, tokens_back_accuracy)
+from course_lib.training import data_dir, train
 from course_lib.viz.positional import rope_explorer, rope_scores, sinusoidal_explorer
 
 
@@ -121,22 +121,17 @@ def test_rope_model_learns_tokens_back():
 
 
 def test_shipped_checkpoint_reproduces_its_metrics():
-    path = data_dir() / "positional_models.safetensors"
-    if not path.exists():
+    if not (data_dir() / "positional_models.safetensors").exists():
         pytest.skip("data/positional_models.safetensors not built yet")
-    from safetensors import safe_open
-    import json
-
-    with safe_open(str(path), framework="pt") as f:
-        config = json.loads(f.metadata()["config"])
-    models = torch.nn.ModuleDict({e: PositionTaskModel(e, **config["model"]) for e in ENCODINGS})
-    metrics = load_checkpoint(models, path)["metrics"]
+    models, config, metrics = load_position_models()
     task = config["task"]
     for encoding in ("none", "rope"):
         got = tokens_back_accuracy(models[encoding], task["test_lens"][:2], task["k"],
                                    config["model"]["vocab_size"], train_len=task["train_len"])
         for key, value in got.items():
             assert value == pytest.approx(metrics[encoding][0][key], abs=2e-3)
+    with pytest.raises(ValueError, match="train_positional.py"):
+        load_position_models(data_dir() / "missing.safetensors")
 
 
 @pytest.mark.parametrize("make", [
