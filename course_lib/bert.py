@@ -33,7 +33,8 @@ from course_lib.transformer import EncoderLayer
 __all__ = ["BertConfig", "BertEmbeddings", "Bert", "BertForPretraining", "BertClassifier",
            "pair_input", "pad_batch", "mask_tokens", "corrupt", "pretraining_loss", "IS_NEXT", "NOT_NEXT",
            "story_ids", "nsp_example", "pretraining_batch", "classification_batch",
-           "finetune_classifier", "classifier_accuracy", "pretraining_accuracy"]
+           "finetune_classifier", "classifier_accuracy", "pretraining_accuracy",
+           "CLASSIFIERS", "make_classifier", "labelled_subset"]
 
 IS_NEXT, NOT_NEXT = 0, 1
 
@@ -121,14 +122,24 @@ class Bert(nn.Module):
     def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None,
                 need_weights: bool = False):
         """ids, segments: (b, t). Returns (hidden (b, t, d), [weights (b, h, t, t)] or None)."""
+        states, weights = self._run(ids, segments, need_weights)
+        return states[-1], (weights if need_weights else None)
+
+    @torch.no_grad()
+    def hidden_states(self, ids: torch.Tensor, segments: torch.Tensor | None = None):
+        """[embeddings, after layer 1, …, after layer L]: n_layers + 1 tensors (b, t, d)."""
+        return self._run(ids, segments, False)[0]
+
+    def _run(self, ids, segments, need_weights):
         x = self.embeddings(ids, segments)                                 # (b, t, d)
         keep = ids != self.config.pad_id                                   # (b, t)
         mask = None if bool(keep.all()) else keep[:, None, None, :]        # (b, 1, 1, t) keys
-        weights = []
+        states, weights = [x], []
         for layer in self.layers:                                          # no causal mask
             x, w = layer(x, mask=mask, need_weights=need_weights)          # (b, t, d)
+            states.append(x)
             weights.append(w)
-        return x, (weights if need_weights else None)
+        return states, weights
 
 
 class MLMHead(nn.Module):
@@ -339,6 +350,47 @@ def classification_batch(stories, tokenizer, label_names: list[str], max_len: in
     if unknown:
         raise ValueError(f"labels {unknown} not in label_names {label_names}")
     return pad_batch(seqs, tokenizer.pad_id), torch.tensor([label_names.index(s.label) for s in stories])
+
+
+CLASSIFIERS = ("pretrained + fine-tuned", "from scratch", "linear probe (frozen)")
+
+
+def make_classifier(kind: str, pretrained: BertForPretraining, n_classes: int,
+                    seed: int = 0) -> BertClassifier:
+    """One of the three contenders of the fine-tuning experiment (``CLASSIFIERS``), seeded.
+
+    pretrained + fine-tuned: copies of the pre-trained encoder and pooler, all trained;
+    from scratch: the same architecture, random weights; linear probe: the pre-trained encoder
+    frozen, a linear layer on the mean token vector.
+    """
+    import copy
+
+    if kind not in CLASSIFIERS:
+        raise ValueError(f"kind must be one of {CLASSIFIERS}, got {kind!r}")
+    torch.manual_seed(seed)
+    if kind == "from scratch":
+        return BertClassifier(Bert(pretrained.config), n_classes)
+    bert = copy.deepcopy(pretrained.bert)
+    if kind == "linear probe (frozen)":
+        return BertClassifier(bert, n_classes, pooling="mean", freeze=True)
+    return BertClassifier(bert, n_classes, copy.deepcopy(pretrained.pooler))
+
+
+def labelled_subset(stories, n: int, seed: int = 0) -> list:
+    """n stories, as many of each label, picked in a seeded random order: the few labels we have."""
+    labels = sorted({s.label for s in stories})
+    if n < len(labels) or n % len(labels) or n > len(stories):
+        raise ValueError(f"n must be a multiple of the {len(labels)} labels in "
+                         f"[{len(labels)}, {len(stories)}], got {n}")
+    g = torch.Generator().manual_seed(10_000 + seed)
+    per_label, picked = {label: 0 for label in labels}, []
+    for i in torch.randperm(len(stories), generator=g).tolist():
+        if per_label[stories[i].label] < n // len(labels):
+            per_label[stories[i].label] += 1
+            picked.append(stories[i])
+    if len(picked) < n:
+        raise ValueError(f"not enough stories of every label for n={n}: {per_label}")
+    return picked
 
 
 def finetune_classifier(classifier: BertClassifier, ids: torch.Tensor, labels: torch.Tensor,

@@ -6,9 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.bert import (IS_NEXT, NOT_NEXT, Bert, BertClassifier, BertConfig, BertEmbeddings,
-                             BertForPretraining, corrupt, mask_tokens, pad_batch, pair_input,
-                             pretraining_loss)
+from course_lib.bert import (CLASSIFIERS, IS_NEXT, NOT_NEXT, Bert, BertClassifier, BertConfig,
+                             BertEmbeddings, BertForPretraining, classification_batch, corrupt,
+                             labelled_subset, make_classifier, mask_tokens, nsp_example,
+                             pad_batch, pair_input, pretraining_batch, pretraining_loss,
+                             story_ids)
 from course_lib.checks import bert as checks
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
@@ -190,6 +192,15 @@ def test_bad_inputs_raise_value_error():
 # ---------------------------------------------------------------- a tiny BERT learns
 def test_tiny_bert_learns_masked_words_and_next_sentence():
     """Sentences 'k a_k b_k c_k' (the first word determines the rest); pairs (k, k+1) are IsNext."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                  # tiny tensors: threads only add overhead
+    try:
+        _train_tiny_bert()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_tiny_bert():
     torch.manual_seed(0)
     n = 8
     sent = {k: [7 + k, 15 + k, 23 + k, 31 + (k % 9)] for k in range(n)}
@@ -218,6 +229,98 @@ def test_tiny_bert_learns_masked_words_and_next_sentence():
     keep = labels != -100
     assert (mlm_logits.argmax(-1)[keep] == labels[keep]).float().mean() > 0.8
     assert (nsp_logits.argmax(-1) == nsp).float().mean() > 0.9
+
+
+# ---------------------------------------------------------------- stories -> batches
+@pytest.fixture(scope="module")
+def corpus():
+    from course_lib.data.stories import generate_stories
+    from course_lib.data.tokenizer import build_tokenizer
+    return generate_stories(40, seed=7), build_tokenizer()
+
+
+def test_nsp_examples_and_pretraining_batches(corpus):
+    stories, tok = corpus
+    g = torch.Generator().manual_seed(0)
+    labels = []
+    for i in range(40):
+        ids, seg, label = nsp_example(stories, i, g, tok, max_len=96)
+        labels.append(label)
+        words = tok.tokens(ids)
+        cut = seg.index(1)
+        assert words[0] == "[CLS]" and words[cut - 1] == "[SEP]" and words[-1] == "[SEP]"
+        a, b = " ".join(words[1:cut - 1]), " ".join(words[cut:-1])
+        if label == IS_NEXT:                                              # b continues a
+            assert (a + " " + b) in stories[i].text
+        else:
+            assert not stories[i].text.startswith(a + " " + b)
+    assert 10 < labels.count(IS_NEXT) < 30
+    inputs, seg, mlm, nsp = pretraining_batch(stories, tok, 8, g, max_len=96)
+    assert inputs.shape == seg.shape == mlm.shape and nsp.shape == (8,)
+    assert ((inputs == tok.mask_id) == ((mlm != -100) & (inputs == tok.mask_id))).all()
+    x, y = classification_batch(stories[:5], tok, ["river", "town", "forest", "farm"], 96)
+    assert x.shape[0] == 5 and (x[:, 0] == tok.cls_id).all()
+    with pytest.raises(ValueError, match="not in label_names"):
+        classification_batch(stories[:5], tok, ["river"], 96)
+    with pytest.raises(ValueError, match="max_len"):
+        classification_batch(stories[:5], tok, ["river", "town", "forest", "farm"], 20)
+    with pytest.raises(ValueError, match="unknown token"):
+        story_ids(tok, ["tom sat on the riverbank ."])
+
+
+def test_classifier_contenders_and_subsets(corpus):
+    stories, tok = corpus
+    pretrained = BertForPretraining(tiny_config(vocab_size=tok.vocab_size, max_len=96))
+    for kind in CLASSIFIERS:
+        clf = make_classifier(kind, pretrained, 4, seed=0)
+        assert clf(torch.tensor([[tok.cls_id, 10, tok.sep_id]])).shape == (1, 4)
+    probe = make_classifier("linear probe (frozen)", pretrained, 4)
+    assert probe.bert is not pretrained.bert and probe.frozen
+    with pytest.raises(ValueError, match="kind"):
+        make_classifier("fine-tuned", pretrained, 4)
+    few = labelled_subset(stories, 8, seed=1)
+    assert few == labelled_subset(stories, 8, seed=1) and len(few) == 8
+    assert sorted(s.label for s in few) == sorted(["farm", "forest", "river", "town"] * 2)
+    with pytest.raises(ValueError, match="multiple"):
+        labelled_subset(stories, 6)
+
+
+def test_contextual_vectors_and_explorer(corpus):
+    from course_lib.viz.bert import (contextual_similarity_explorer, contextual_vectors,
+                                     cosine_matrix, sense_summary)
+    stories, tok = corpus
+    bert = Bert(tiny_config(vocab_size=tok.vocab_size, max_len=96)).eval()
+    words = [w for w in ("bank", "bat", "bark") if any(x[2] == w for s in stories for x in s.senses)]
+    vectors, senses, contexts = contextual_vectors(bert, stories, tok, words[0])
+    assert vectors.shape[:2] == (3, len(senses)) and all(words[0] in c for c in contexts)
+    sim = cosine_matrix(vectors[-1])
+    torch.testing.assert_close(sim.diagonal(), torch.ones(len(senses)))
+    summary = sense_summary(sim, senses)
+    assert set(summary) == {"within", "across"}
+    with pytest.raises(ValueError, match="no occurrence"):
+        contextual_vectors(bert, stories, tok, "tom")
+    explorer = contextual_similarity_explorer(bert, stories, tok, words=tuple(words))
+    for name, value in explorer.extreme_values():
+        explorer.controls[name].value = value
+        assert torch.isfinite(torch.as_tensor(explorer.data["similarity"])).all()
+
+
+def test_shipped_checkpoint_loads_and_meets_the_claims():
+    from course_lib.data.tokenizer import build_tokenizer
+    from course_lib.training import data_dir, load_checkpoint
+    path = data_dir() / "bert_tiny.safetensors"
+    from safetensors import safe_open
+    import json
+    with safe_open(str(path), framework="pt") as f:
+        config = json.loads(f.metadata()["config"])
+    assert config["vocab_size"] == build_tokenizer().vocab_size
+    model = BertForPretraining(BertConfig(**config))
+    meta = load_checkpoint(model, path)
+    acc = meta["metrics"]["finetune"]["test_accuracy"]
+    mean = {k: sum(v) / len(v) for k, v in acc.items()}
+    assert mean["pretrained + fine-tuned"] - mean["from scratch"] >= 0.10
+    assert meta["metrics"]["mlm_accuracy"] > 0.5
+    assert path.stat().st_size < 2_000_000
 
 
 # ---------------------------------------------------------------- checkers
