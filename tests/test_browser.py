@@ -137,6 +137,9 @@ def run_notebook(page, name: str) -> list[dict]:
     page.evaluate(lab.JS_RUN_ALL)
     page.wait_for_function(lab.JS_DONE, timeout=RUN_TIMEOUT_MS, polling=500)
     page.wait_for_timeout(1000)                    # let late comm messages (widgets) render
+    run = page.evaluate("window.__courseRun")
+    if run.get("error"):
+        raise AssertionError(f"{name}: Run All Cells failed in JupyterLab: {run['error']}")
     return page.evaluate(lab.JS_CELLS)
 
 

@@ -146,6 +146,7 @@ JS_RUN_CELL = """(index) => {
 
 JS_DONE = """() => {
   const k = window.__courseNb.sessionContext.session && window.__courseNb.sessionContext.session.kernel;
+  if (k && k.status === 'dead') { window.__courseRun = window.__courseRun || {ok: false, error: 'kernel died'}; return true; }
   return window.__courseRun !== null && !!k && k.status === 'idle';
 }"""
 

@@ -1,0 +1,114 @@
+"""Do the notebooks print the same thing every time? Re-execute them N times and diff the text.
+
+    python tools/determinism.py              # every notebook, 3 runs each
+    python tools/determinism.py 01 05 --runs 2
+
+Each run executes the notebook in a fresh kernel as the test suite does (nbclient, cwd
+notebooks/, COURSE_PROGRESS=0, COURSE_THREADS=1). The outputs nbval compares (stdout, stderr,
+text/plain, text/html, errors; after tests/nbval_sanitize.cfg; cells marked
+``# NBVAL_IGNORE_OUTPUT`` left out) are compared with the committed notebook and between runs.
+Prints one line per notebook and the first differences; exit 1 if any differ. A report, not a
+test: it takes N times the whole course's run time.
+"""
+from __future__ import annotations
+
+import argparse
+import configparser
+import difflib
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+COMPARED = ("text/plain", "text/html", "application/javascript", "image/svg+xml")
+
+
+def sanitizers() -> list[tuple[re.Pattern, str]]:
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "tests" / "nbval_sanitize.cfg")
+    return [(re.compile(parser[s]["regex"]), parser[s]["replace"]) for s in parser.sections()]
+
+
+def text_outputs(nb, subs) -> list[tuple[int, str]]:
+    """(cell index, sanitized text) of every compared output of every compared cell."""
+    out = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or cell.source.lstrip().startswith("# NBVAL_IGNORE_OUTPUT"):
+            continue
+        for o in cell.get("outputs", []):
+            if o.output_type == "stream":
+                text = f"[{o.name}] {o.text}"
+            elif o.output_type == "error":
+                text = f"[error] {o.ename}: {o.evalue}"
+            else:
+                data = o.get("data", {})
+                text = "\n".join(f"[{k}] {data[k]}" for k in COMPARED if k in data)
+            for pattern, replace in subs:
+                text = pattern.sub(replace, text)
+            out.append((i, text))
+    return out
+
+
+def execute(path: Path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    return nb
+
+
+def first_difference(a, b, label_a: str, label_b: str, context: int = 3) -> str | None:
+    if a == b:
+        return None
+    lines_a = [f"cell {i}: {line}" for i, t in a for line in t.splitlines()]
+    lines_b = [f"cell {i}: {line}" for i, t in b for line in t.splitlines()]
+    diff = list(difflib.unified_diff(lines_a, lines_b, label_a, label_b, n=context, lineterm=""))
+    return "\n".join(diff[:40]) or f"{label_a} and {label_b}: different number of outputs"
+
+
+def main(argv=None) -> int:
+    import nbformat
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help="notebook number prefixes (default: all)")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    os.environ["COURSE_PROGRESS"] = "0"
+    os.environ.setdefault("COURSE_THREADS", "1")
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    subs = sanitizers()
+    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if args.names:
+        paths = [p for p in paths if any(p.stem.startswith(n) for n in args.names)]
+    failed = 0
+    for path in paths:
+        stored = text_outputs(nbformat.read(path, as_version=4), subs)
+        runs, problems, start = [], [], time.perf_counter()
+        for r in range(args.runs):
+            try:
+                runs.append(text_outputs(execute(path), subs))
+            except Exception as exc:  # a cell raised: that is a difference too
+                problems.append(f"run {r + 1} failed: {type(exc).__name__}: "
+                                f"{str(exc).strip().splitlines()[-1][:200]}")
+                continue
+            diff = first_difference(stored, runs[-1], "committed", f"run {r + 1}")
+            if diff:
+                problems.append(diff)
+        verdict = "identical" if not problems else f"{len(problems)} difference(s)"
+        print(f"{path.stem:28s} {len(stored):4d} outputs x {args.runs} runs "
+              f"({time.perf_counter() - start:5.0f} s): {verdict}", flush=True)
+        for p in problems[:2]:
+            print("    " + p.replace("\n", "\n    "))
+        failed += bool(problems)
+    print(f"{len(paths) - failed} of {len(paths)} notebooks print identical outputs in "
+          f"{args.runs} runs")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
