@@ -3,8 +3,9 @@
     python tools/train_ssm.py                      # both models -> data/ssm_{long,local}.safetensors
     python tools/train_ssm.py --out-dir /tmp/ssm   # re-measure without touching data/
 
-About a minute of CPU per model on one quiet core (4 and 6 minutes on the course machine's two
-busy cores when the shipped checkpoints were made).
+Measured on the course machine (2 cores shared with other jobs, load ~12): 2.5-6 minutes of
+wall time per model; a re-run reproduced the shipped weights bit for bit (test accuracy 1.000
+for ssm_long, 0.094 for ssm_local, chance 0.125).
 
 Task (``course_lib.s4.long_range_batch``): sequences of length 1024; the class (one of 8, chance
 12.5%) appears only among the first 128 positions (scattered copies of the class token), noise

@@ -460,8 +460,8 @@ print("Δ per channel:", [round(v, 4) for v in torch.exp(layer.log_delta).tolist
 # - **local** (the baseline): the same model with every kernel cut to its first 64 taps: a
 #   convolutional network that cannot see further back than 2 × 64 positions.
 #
-# Both checkpoints ship in `data/` (the script took about 4 and 6 minutes on the course machine's
-# 2 busy cores; ≈ 1 minute each on a quiet core) and reached **100%** (long) and **9.4%**
+# Both checkpoints ship in `data/` (the script took 2.5–6 minutes per model on the course
+# machine's 2 busy cores; a re-run reproduces them bit for bit) and reached **100%** (long) and **9.4%**
 # (local; chance 12.5%) on its 512 held-out sequences. Here we load them and test them on fresh ones.
 
 # %%
