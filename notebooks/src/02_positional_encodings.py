@@ -468,6 +468,9 @@ with torch.no_grad():
     for enc in ENCODINGS:
         correct = models[enc](x_test)[0].argmax(-1) == y_test          # (b, t)
         axes[0].plot(range(task["k"], 64), correct[:, task["k"]:].float().mean(0), label=enc)
+    correct = models["rope"](x_test, window=train_len)[0].argmax(-1) == y_test
+    axes[0].plot(range(task["k"], 64), correct[:, task["k"]:].float().mean(0), "k:",
+                 label=f"rope, window {train_len}")
     axes[0].axvline(train_len, color="k", ls="--", lw=0.8)
     axes[0].set(xlabel="position", ylabel="accuracy", title="accuracy by position, length 64")
     axes[0].legend(fontsize=8)
@@ -483,8 +486,12 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Right: the RoPE model's attention is the stripe $n = m - 3$: one head looks exactly 3 places
-# back, and beyond position 16 the stripe frays where unfamiliar far offsets compete.
+# Left: the absolute encodings drop to chance exactly at the training length (dashed line);
+# RoPE with full attention is mediocre *everywhere*, old positions included, and perfect with
+# the window. Right: the RoPE model's attention has the stripe $n = m - 3$ (one head looks
+# exactly 3 places back) but also fainter stripes at offsets of 16 and more, never seen in
+# training, which steal part of the attention. (The sinusoidal bump near position 60 is a
+# position whose vector happens to resemble a trained one.)
 #
 # ## 7. Exercises
 # Each checker says *passed*, *what differs*, or *not implemented yet*. Replace
