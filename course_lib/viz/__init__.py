@@ -135,6 +135,8 @@ class Explorer:
             if hasattr(control, "options") and control.options:
                 opts = [o[1] if isinstance(o, tuple) else o for o in control.options]
                 pairs += [(name, o) for o in opts]
+            elif hasattr(control, "base"):  # FloatLogSlider: min/max are exponents
+                pairs += [(name, control.base ** control.min), (name, control.base ** control.max)]
             elif hasattr(control, "min") and hasattr(control, "max"):
                 pairs += [(name, control.min), (name, control.max)]
             elif isinstance(control.value, bool):
