@@ -124,3 +124,12 @@ def test_tokenizer_bad_input():
         tok.decode([tok.vocab_size])
     with pytest.raises(ValueError, match="expects a str"):
         tok.encode(["tom"])
+
+
+def test_the_documented_example_is_a_possible_story():
+    import course_lib.data.stories as stories
+
+    lines = [l.split("<-")[0].strip() for l in stories.__doc__.split("\n") if "<-" in l]
+    nll = story_nll(" ".join(lines))
+    assert len(lines) == 6 and all(x >= 0 for x in nll)
+    assert sum(nll) > 0 and nll[-1] == 0.0

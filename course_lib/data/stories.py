@@ -6,7 +6,7 @@ Every story introduces two characters, is set in one of four places, and then re
     later mia found a red shell and she was happy .               <- name copied, she agrees
     the ducks that tom saw near the bridge were sleepy .          <- ducks ... were (long range)
     so tom sat on the bank of the river .                         <- "bank" = river side
-    when tom met mia , he gave her a stone .                      <- he / her agree with names
+    when tom met mia , he gave her a green stone .                <- he / her agree with names
     at last mia and tom went home .                               <- the other name, copied
 
 What makes context matter:
