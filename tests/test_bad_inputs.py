@@ -89,6 +89,20 @@ def _mamba_tokens(cls):
     return cls(MambaConfig(**kwargs))(torch.full((1, 4), 99))
 
 
+def _bert_ids(cls):
+    from course_lib.bert import BertConfig
+
+    model = cls(BertConfig(vocab_size=10, d_model=8, n_heads=2, n_layers=1, d_ff=16, max_len=8))
+    return model(torch.tensor([[1, 2, 11]]))
+
+
+def _bert_float_ids(cls):
+    from course_lib.bert import BertConfig
+
+    model = cls(BertConfig(vocab_size=10, d_model=8, n_heads=2, n_layers=1, d_ff=16, max_len=8))
+    return model(torch.zeros(1, 3))
+
+
 CASES = [
     # core
     Case("setup threads", "course_lib", "setup", lambda f: f(threads=0, verbose=False),
@@ -197,6 +211,19 @@ CASES = [
          lambda f: f("the red unicorn sees a bird"), r"unknown word\(s\) \['unicorn'\]"),
     Case("sample_pairs split", "course_lib.data.translation", "sample_pairs",
          lambda f: f(3, split="dev"), r"split must be 'train' or 'test', got 'dev'"),
+    # bert (04)
+    Case("BertConfig heads", "course_lib.bert", "BertConfig",
+         lambda c: c(vocab_size=10, d_model=10, n_heads=3), r"d_model=10 must be divisible by n_heads=3"),
+    Case("BertConfig vocab", "course_lib.bert", "BertConfig", lambda c: c(vocab_size=0),
+         r"vocab_size must be a positive int, got 0"),
+    Case("Bert unknown id", "course_lib.bert", "Bert", _bert_ids,
+         r"expected values in \[0, 10\), received values in \[1, 11\]"),
+    Case("Bert float ids", "course_lib.bert", "Bert", _bert_float_ids,
+         r"expected an integer tensor of shape \(b, t\), received torch.float32"),
+    Case("pair_input too long", "course_lib.bert", "pair_input",
+         lambda f: f(list(range(3, 9)), [3, 4], 1, 2, 8), r"11 tokens with \[CLS\]/\[SEP\] exceed max_len=8"),
+    Case("pad_batch empty", "course_lib.bert", "pad_batch", lambda f: f([]),
+         r"expected at least one sequence, received none"),
     # gpt (05)
     Case("GPT token id", "course_lib.gpt", "GPT", _gpt_ids, r"\[0, 10\).*12"),
     Case("GPT past context", "course_lib.gpt", "GPT", _gpt_long, r"sequence of 6 tokens"),
