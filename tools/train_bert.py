@@ -22,16 +22,16 @@ from pathlib import Path
 import torch
 
 from course_lib import setup
-from course_lib.bert import (CLASSIFIERS, BertConfig, BertForPretraining, classification_batch,
-                             classifier_accuracy, finetune_classifier, labelled_subset,
-                             make_classifier, pretraining_accuracy, pretraining_batch,
-                             pretraining_loss)
+from course_lib.bert import BertConfig, BertForPretraining, pretraining_loss
+from course_lib.bert_training import (CLASSIFIERS, classification_batch, classifier_accuracy,
+                                      finetune_classifier, labelled_subset, make_classifier,
+                                      pretraining_accuracy, pretraining_batch)
 from course_lib.data.stories import ANIMALS, LABELS, OBJECTS, PLACES, corpus_splits
 from course_lib.data.tokenizer import build_tokenizer
 from course_lib.training import data_dir, load_checkpoint, save_checkpoint, train
 
 CONFIG = dict(d_model=64, n_heads=4, n_layers=2, d_ff=256, max_len=96, dropout=0.0)
-PRETRAIN = dict(steps=800, batch_size=32, lr=5e-3, warmup=50, seed=0)
+PRETRAIN = dict(steps=3000, batch_size=32, lr=5e-3, warmup=100, seed=0)
 FINETUNE = dict(n_labels=32, steps=40, lr=1e-3, probe_lr=1e-2, batch_size=32)
 
 
@@ -45,7 +45,7 @@ def pretrain(config: BertConfig, stories, tokenizer, steps: int, batch_size: int
     result = train(model, lambda step: pretraining_batch(stories, tokenizer, batch_size, g,
                                                          config.max_len),
                    pretraining_loss, steps, lr, warmup=warmup, weight_decay=0.01, desc="pretrain",
-                   eval_fn=lambda: probe(model), eval_every=200)
+                   eval_fn=lambda: probe(model), eval_every=250)
     return model, result
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from course_lib.bert import Bert, pad_batch, pair_input, story_ids
+from course_lib.bert import Bert, pad_batch, pair_input
+from course_lib.bert_training import story_ids
 from course_lib.viz import Explorer, to_numpy
 
 __all__ = ["contextual_vectors", "cosine_matrix", "sense_summary", "plot_sense_similarity",

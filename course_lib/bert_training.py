@@ -1,0 +1,164 @@
+"""Pre-training and fine-tuning the BERT of ``course_lib.bert`` on the story corpus (notebook 04).
+
+Pre-training batches (Devlin et al. 2019, §3.1 and appendix A.1): a story is cut at a random
+sentence boundary into a (the sentences before) and b (the sentences after, IsNext) or b = the
+tail of another story (NotNext), packed as ``[CLS] a [SEP] b [SEP]``; then 15% of the word
+positions are chosen for the masked-LM loss (80/10/10, ``course_lib.bert.mask_tokens``).
+
+Fine-tuning: ``[CLS] story [SEP]`` -> the story's label; three contenders of the same
+architecture (``CLASSIFIERS``): pre-trained + fine-tuned, from scratch, a linear probe.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from course_lib.bert import (IS_NEXT, NOT_NEXT, Bert, BertClassifier, BertForPretraining,
+                             mask_tokens, pad_batch, pair_input)
+
+__all__ = ["story_ids", "nsp_example", "pretraining_batch", "classification_batch",
+           "pretraining_accuracy", "CLASSIFIERS", "make_classifier", "labelled_subset",
+           "finetune_classifier", "classifier_accuracy"]
+
+def story_ids(tokenizer, sentences: list[str]) -> list[int]:
+    """Token ids of consecutive sentences (strict: an unknown word raises ValueError)."""
+    return [i for s in sentences for i in tokenizer.encode(s)]
+
+
+def nsp_example(stories, index: int, generator: torch.Generator, tokenizer, max_len: int):
+    """One next-sentence pair from story ``index``: (ids, segments, IS_NEXT | NOT_NEXT).
+
+    The story is cut at a random sentence boundary: a = the sentences before the cut;
+    b = the sentences after it (IsNext, probability 1/2) or the tail of another random story
+    (NotNext), as BERT pairs a segment with the next one or with a random one.
+    """
+    story = stories[index]
+    cut = int(torch.randint(1, len(story.sentences), (1,), generator=generator))
+    a = story_ids(tokenizer, story.sentences[:cut])
+    label = IS_NEXT if torch.rand(1, generator=generator).item() < 0.5 else NOT_NEXT
+    if label == IS_NEXT:
+        b_sents = story.sentences[cut:]
+    else:
+        other = (index + int(torch.randint(1, len(stories), (1,), generator=generator))) % len(stories)
+        start = int(torch.randint(1, len(stories[other].sentences), (1,), generator=generator))
+        b_sents = stories[other].sentences[start:]
+    b = story_ids(tokenizer, b_sents)[:max(1, max_len - 3 - len(a))]
+    ids, segments = pair_input(a[:max_len - 4], b, tokenizer.cls_id, tokenizer.sep_id, max_len)
+    return ids, segments, label
+
+
+def pretraining_batch(stories, tokenizer, batch_size: int, generator: torch.Generator,
+                      max_len: int, p_select: float = 0.15):
+    """(inputs, segments, mlm_labels, nsp_labels): NSP pairs from random stories, then masked."""
+    idx = torch.randint(len(stories), (batch_size,), generator=generator).tolist()
+    examples = [nsp_example(stories, i, generator, tokenizer, max_len) for i in idx]
+    ids = pad_batch([e[0] for e in examples], tokenizer.pad_id)            # (b, t)
+    segments = pad_batch([e[1] for e in examples], 0)                      # (b, t)
+    special = [tokenizer.token_to_id[w] for w in tokenizer.id_to_token if w.startswith("[")]
+    inputs, labels = mask_tokens(ids, tokenizer.mask_id, tokenizer.vocab_size, special,
+                                 generator, p_select)
+    return inputs, segments, labels, torch.tensor([e[2] for e in examples])
+
+
+def classification_batch(stories, tokenizer, label_names: list[str], max_len: int):
+    """([CLS] story [SEP] ids (b, t), label indices (b,)) for sequence classification."""
+    seqs = [pair_input(story_ids(tokenizer, s.sentences), None, tokenizer.cls_id,
+                       tokenizer.sep_id, max_len)[0] for s in stories]
+    unknown = sorted({s.label for s in stories} - set(label_names))
+    if unknown:
+        raise ValueError(f"labels {unknown} not in label_names {label_names}")
+    return pad_batch(seqs, tokenizer.pad_id), torch.tensor([label_names.index(s.label) for s in stories])
+
+
+CLASSIFIERS = ("pretrained + fine-tuned", "from scratch", "linear probe (frozen)")
+
+
+def make_classifier(kind: str, pretrained: BertForPretraining, n_classes: int,
+                    seed: int = 0) -> BertClassifier:
+    """One of the three contenders of the fine-tuning experiment (``CLASSIFIERS``), seeded.
+
+    pretrained + fine-tuned: copies of the pre-trained encoder and pooler, all trained;
+    from scratch: the same architecture, random weights; linear probe: the pre-trained encoder
+    frozen, a linear layer on the mean token vector.
+    """
+    import copy
+
+    if kind not in CLASSIFIERS:
+        raise ValueError(f"kind must be one of {CLASSIFIERS}, got {kind!r}")
+    torch.manual_seed(seed)
+    if kind == "from scratch":
+        return BertClassifier(Bert(pretrained.config), n_classes)
+    bert = copy.deepcopy(pretrained.bert)
+    if kind == "linear probe (frozen)":
+        return BertClassifier(bert, n_classes, pooling="mean", freeze=True)
+    return BertClassifier(bert, n_classes, copy.deepcopy(pretrained.pooler))
+
+
+def labelled_subset(stories, n: int, seed: int = 0) -> list:
+    """n stories, as many of each label, picked in a seeded random order: the few labels we have."""
+    labels = sorted({s.label for s in stories})
+    if n < len(labels) or n % len(labels) or n > len(stories):
+        raise ValueError(f"n must be a multiple of the {len(labels)} labels in "
+                         f"[{len(labels)}, {len(stories)}], got {n}")
+    g = torch.Generator().manual_seed(10_000 + seed)
+    per_label, picked = {label: 0 for label in labels}, []
+    for i in torch.randperm(len(stories), generator=g).tolist():
+        if per_label[stories[i].label] < n // len(labels):
+            per_label[stories[i].label] += 1
+            picked.append(stories[i])
+    if len(picked) < n:
+        raise ValueError(f"not enough stories of every label for n={n}: {per_label}")
+    return picked
+
+
+def finetune_classifier(classifier: BertClassifier, ids: torch.Tensor, labels: torch.Tensor,
+                        steps: int, lr: float = 1e-3, batch_size: int = 32, seed: int = 0,
+                        progress: bool | None = None):
+    """Train ``classifier`` on the labelled (ids (n, t), labels (n,)) with cross-entropy.
+
+    Mini-batches are drawn with a seeded generator; returns ``course_lib.training``'s TrainResult.
+    """
+    from course_lib.training import train
+
+    if ids.shape[0] != labels.shape[0]:
+        raise ValueError(f"ids has {ids.shape[0]} sequences but labels {labels.shape[0]}")
+    g = torch.Generator().manual_seed(seed)
+    n = ids.shape[0]
+
+    def get_batch(step):
+        idx = torch.randperm(n, generator=g)[:batch_size]
+        return ids[idx], labels[idx]
+
+    params = [p for p in classifier.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    return train(classifier, get_batch, lambda m, x, y: F.cross_entropy(m(x), y), steps, lr,
+                 warmup=steps // 10, optimizer=opt, progress=progress, desc="fine-tune")
+
+
+@torch.no_grad()
+def classifier_accuracy(classifier: BertClassifier, ids: torch.Tensor, labels: torch.Tensor,
+                        batch_size: int = 250) -> float:
+    """Fraction of sequences whose argmax logit is the label (eval mode, in batches)."""
+    classifier.eval()
+    right = sum(int((classifier(ids[i:i + batch_size]).argmax(-1) == labels[i:i + batch_size]).sum())
+                for i in range(0, ids.shape[0], batch_size))
+    return right / ids.shape[0]
+
+
+@torch.no_grad()
+def pretraining_accuracy(model: BertForPretraining, stories, tokenizer, max_len: int,
+                         n_batches: int = 8, batch_size: int = 64, seed: int = 1234) -> dict:
+    """Masked-LM accuracy (over masked positions) and NSP accuracy on seeded batches of ``stories``."""
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    mlm_right = mlm_total = nsp_right = nsp_total = 0
+    for _ in range(n_batches):
+        inputs, segments, labels, nsp = pretraining_batch(stories, tokenizer, batch_size, g, max_len)
+        mlm_logits, nsp_logits = model(inputs, segments)
+        keep = labels != -100
+        mlm_right += int((mlm_logits.argmax(-1)[keep] == labels[keep]).sum())
+        mlm_total += int(keep.sum())
+        nsp_right += int((nsp_logits.argmax(-1) == nsp).sum())
+        nsp_total += len(nsp)
+    return {"mlm_accuracy": mlm_right / mlm_total, "nsp_accuracy": nsp_right / nsp_total,
+            "masked_positions": mlm_total}
