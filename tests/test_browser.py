@@ -159,7 +159,8 @@ def error_problems(cells: list[dict]) -> list[str]:
 
 
 def check_explorer(page, explorer, label: str) -> list[str]:
-    """Change each control of one explorer; its figure must be redrawn each time."""
+    """Change each control of one explorer; each change must redraw its figure (a new <img>
+    replaces the old one), and at least one change must change the picture."""
     image = explorer.locator(".widget-output img").first
     image.wait_for(timeout=60_000)
     explorer.screenshot(path=str(SHOTS / f"{label}-before.png"))
@@ -167,10 +168,11 @@ def check_explorer(page, explorer, label: str) -> list[str]:
                                 ".widget-checkbox input[type=checkbox]")
     if controls.count() == 0:
         return [f"{label}: explorer has no dropdown, slider or checkbox"]
-    problems = []
+    problems, pictures = [], {image.get_attribute("src")}
     for j in range(controls.count()):
         control = controls.nth(j)
-        before = image.get_attribute("src")
+        explorer.evaluate("el => el.querySelectorAll('.widget-output img')"
+                          ".forEach(i => { i.dataset.courseSeen = '1'; })")
         kind = control.evaluate("e => e.tagName.toLowerCase() + (e.type ? ':' + e.type : '')")
         if kind.startswith("select"):
             n = control.locator("option").count()
@@ -185,11 +187,14 @@ def check_explorer(page, explorer, label: str) -> list[str]:
             control.press("ArrowRight" if now < top else "ArrowLeft")
         try:
             page.wait_for_function(
-                "([el, before]) => { const i = el.querySelector('.widget-output img');"
-                " return !!i && i.getAttribute('src') !== before && i.complete; }",
-                arg=[explorer.element_handle(), before], timeout=60_000, polling=200)
+                "el => { const i = el.querySelector('.widget-output img');"
+                " return !!i && !i.dataset.courseSeen && i.complete && i.naturalWidth > 0; }",
+                arg=explorer.element_handle(), timeout=60_000, polling=200)
+            pictures.add(image.get_attribute("src"))
         except Exception:  # playwright's TimeoutError
             problems.append(f"{label}: control {j} ({kind}) changed but the figure was not redrawn")
+    if len(pictures) < 2:
+        problems.append(f"{label}: {controls.count()} control changes redrew the same picture")
     explorer.screenshot(path=str(SHOTS / f"{label}-after.png"))
     return problems
 
