@@ -133,13 +133,14 @@ def load_gpt(path=None) -> tuple[GPT, dict]:
     """Build a GPT from a checkpoint's stored config and load its weights (default: the
     shipped ``data/gpt_tiny.safetensors`` made by ``tools/train_gpt.py``)."""
     import json
+    from pathlib import Path
 
     from safetensors import safe_open
 
     from course_lib.training import data_dir, load_checkpoint
 
-    path = data_dir() / "gpt_tiny.safetensors" if path is None else path
-    if not (p := __import__("pathlib").Path(path)).exists():
+    p = data_dir() / "gpt_tiny.safetensors" if path is None else Path(path)
+    if not p.exists():
         raise ValueError(f"checkpoint not found: {p} (rebuild it: python tools/train_gpt.py)")
     with safe_open(str(p), framework="pt") as f:
         config = json.loads((f.metadata() or {}).get("config", "{}"))
