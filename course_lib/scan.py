@@ -85,18 +85,23 @@ def default_chunk(length: int) -> int:
 def _chunk_scan(a: torch.Tensor, x: torch.Tensor, chunk: int, reverse: bool) -> torch.Tensor:
     """Chunked scan without autograd. a, x: (b, l, m) contiguous with l % chunk == 0.
 
-    forward:  h_t = a_t h_{t-1} + x_t;     reverse:  h_t = a_t h_{t+1} + x_t.
-    Reads a and x twice and writes h once; only (b, c, m) tensors live between steps.
+    forward:  h_t = a_t h_{t-1} + x_t;   reverse (the backward pass):  h_t = a_{t+1} h_{t+1} + x_t
+    (a_l = 0). Reads a and x twice and writes h once; only (b, c, m) tensors live between steps.
     """
     b, l, m = x.shape
     c = l // chunk
     a4, x4 = a.view(b, c, chunk, m), x.view(b, c, chunk, m)    # (b, c, T, m)
-    steps = range(chunk - 1, -1, -1) if reverse else range(chunk)
+    if reverse:                                               # a_{t+1} without copying a
+        edge = torch.cat([a4[:, 1:, 0], a4.new_zeros(b, 1, m)], 1)   # (b, c, m): next chunk's a_0
+        coef = lambda t: a4[:, :, t + 1] if t + 1 < chunk else edge   # noqa: E731
+        steps = range(chunk - 1, -1, -1)
+    else:
+        coef, steps = (lambda t: a4[:, :, t]), range(chunk)
     s = x.new_zeros(b, c, m)                                  # each chunk's state from 0
     p = x.new_ones(b, c, m)                                   # each chunk's total decay
     for t in steps:                                           # 1: all chunks at once
-        s = torch.addcmul(x4[:, :, t], a4[:, :, t], s)
-        p = p * a4[:, :, t]
+        s = torch.addcmul(x4[:, :, t], coef(t), s)
+        p = p * coef(t)
     start = torch.zeros_like(s)                               # (b, c, m) state entering chunk k
     carry = s.new_zeros(b, m)
     for k in (range(c - 1, 0, -1) if reverse else range(c - 1)):   # 2: across chunks
@@ -105,7 +110,7 @@ def _chunk_scan(a: torch.Tensor, x: torch.Tensor, chunk: int, reverse: bool) -> 
     h = torch.empty_like(x4)
     prev = start
     for t in steps:                                           # 3: rerun from the true start
-        prev = torch.addcmul(x4[:, :, t], a4[:, :, t], prev, out=h[:, :, t])
+        prev = torch.addcmul(x4[:, :, t], coef(t), prev, out=h[:, :, t])
     return h.view(b, l, m)
 
 
@@ -122,10 +127,7 @@ class _ChunkedScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_h):
         a, h = ctx.saved_tensors
-        a_next = torch.empty_like(a)                     # a_{t+1}, the reverse coefficient
-        a_next[:, :-1] = a[:, 1:]
-        a_next[:, -1] = 0
-        lam = _chunk_scan(a_next, grad_h.contiguous(), ctx.chunk, reverse=True)  # (b, l, m)
+        lam = _chunk_scan(a, grad_h.contiguous(), ctx.chunk, reverse=True)   # (b, l, m)
         grad_a = torch.empty_like(a)
         torch.mul(lam[:, 1:], h[:, :-1], out=grad_a[:, 1:])   # λ_t h_{t-1}
         grad_a[:, 0] = 0                                 # h_{-1} = 0

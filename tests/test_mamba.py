@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from course_lib.checks.mamba import (check_causal_depthwise_conv, check_discretize_zoh_diag,
                                      check_scan, check_selective_step)
+from course_lib.data.synthetic import induction_heads
 from course_lib.mamba import (AttentionLM, MambaConfig, MambaLM, RMSNorm, causal_depthwise_conv)
 from course_lib.scan import (discretize_selective, scan_chunked, scan_sequential,
                              scan_sequential_indexed, selective_scan, selective_scan_sequential,
@@ -242,3 +243,16 @@ def test_shipped_selective_copying_checkpoints(name, kind):
         assert acc >= 0.95 and meta["metrics"]["accuracy"] >= 0.95
     else:
         assert acc <= 0.5 and meta["metrics"]["accuracy"] <= 0.5
+
+
+def test_shipped_induction_checkpoints_extrapolate():
+    from course_lib.mamba import load_model
+    mamba, meta = load_model(data_dir() / "mamba_induction_mamba.safetensors")
+    attention, meta_attn = load_model(data_dir() / "mamba_induction_attention.safetensors")
+    accs = meta["metrics"]["accuracy_by_factor"]
+    assert accs["1"] >= 0.95 and accs["16"] >= 0.95
+    assert meta_attn["metrics"]["accuracy_by_factor"]["1"] >= 0.9
+    task = meta["config"]["task"]
+    x, y = induction_heads(16, task["length"] * 16, task["n_tokens"], seed=7)
+    with torch.no_grad():
+        assert (mamba(x)[:, -1].argmax(-1) == y[:, -1]).float().mean() >= 0.85

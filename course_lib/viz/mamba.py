@@ -74,7 +74,7 @@ def selection_explorer(examples: dict[str, dict]) -> Explorer:
     def compute(example, layer, channel, quantity):
         delta = examples[example]["deltas"][layer]                      # (l, d)
         gate = 1 - torch.exp(-delta)
-        order = delta.mean(0).argsort(descending=True)                  # most selective first
+        order = delta.std(0).argsort(descending=True)                   # most varying first
         heat = (delta if quantity == "delta" else gate)[:, order[:16]].T   # (16, l)
         return {"values": selection_summary(delta, quantity, channel), "heat": heat}
 
@@ -86,7 +86,7 @@ def selection_explorer(examples: dict[str, dict]) -> Explorer:
                        title=f"{example}: layer {layer}, "
                              f"{'mean over channels' if channel < 0 else f'channel {channel}'}")
         ax2.imshow(data["heat"], aspect="auto", cmap="viridis")
-        ax2.set_ylabel("16 channels\n(largest mean Δ)", fontsize=8)
+        ax2.set_ylabel("16 channels\n(most varying Δ)", fontsize=8)
         ax2.set_xlabel("token position")
         fig.tight_layout()
 

@@ -1,0 +1,606 @@
+# %% [markdown]
+# # 07 · Mamba: selective state-space models
+# <!-- badges -->
+#
+# Notebook 06 built a linear time-invariant (LTI) state-space model: one fixed kernel
+# $\bar K$, applied by a fast FFT convolution. Fixed is also its weakness. An LTI model treats
+# every token the same way, whatever it says, so it cannot decide to *remember this token and
+# ignore that one*. Language is full of such decisions. **Mamba** makes the SSM parameters
+# $\Delta, B, C$ functions of the input (**selection**). The convolution is then gone, and a
+# **scan** computes the recurrence instead. This notebook builds that scan and the Mamba block,
+# and measures what selection buys on the two synthetic tasks of the paper.
+#
+# Papers: Gu & Dao, *Mamba: Linear-Time Sequence Modeling with Selective State Spaces* (2023);
+# Gu, Goel & Ré, *S4* (2022); Katharopoulos et al., *Transformers are RNNs* (2020);
+# Peng et al., *RWKV* (2023).
+
+# %% [markdown]
+# **Learning goals.** After this notebook you can
+# 1. **explain** why an LTI SSM fails on selective tasks, and **derive** the selective SSM (S6)
+#    with its shapes,
+# 2. **implement** the selective scan twice (a sequential reference and a fast chunked scan),
+#    **verify** that outputs and gradients agree, and **measure** the speed against length,
+# 3. **assemble** the Mamba block and check that recurrent generation equals the parallel mode,
+# 4. **compare** Mamba with an LTI SSM and with attention on selective copying and induction
+#    heads, and **visualize** which tokens the model selects,
+# 5. **relate** Mamba to linear attention and RWKV.
+
+# %% [bootstrap]
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+from course_lib import setup
+from course_lib.checks.mamba import (check_causal_depthwise_conv, check_discretize_zoh_diag,
+                                     check_scan, check_selective_step)
+from course_lib.data.synthetic import induction_heads, selective_copying
+from course_lib.mamba import MambaConfig, MambaLM, RMSNorm, causal_depthwise_conv, load_model
+from course_lib.scan import (discretize_selective, scan_chunked, scan_sequential,
+                             scan_sequential_indexed, selective_scan, selective_scan_sequential)
+from course_lib.ssm import discretize_zoh_diag, fft_conv, ssm_kernel
+from course_lib.training import accuracy, data_dir
+from course_lib.viz.mamba import plot_selection, selection_explorer
+
+device = setup(seed=0)
+
+# %% [markdown]
+# ## 1. Where LTI SSMs fail: selective copying
+#
+# An LTI SSM computes $y = \bar K * u$ with $\bar K_k = C\bar A^k \bar B$. The weight a past
+# token gets depends only on **how long ago** it came, never on **what** it is. In the
+# **selective copying** task a few data tokens are scattered among noise tokens at random
+# positions. After a separator the model must output the data tokens in order. A fixed kernel
+# cannot skip the noise, because the noise sits at different distances in every sequence.
+# To solve the task the model has to look at each token and decide whether to store it.
+
+# %%
+x_demo, y_demo = selective_copying(1, length=32, n_data=4, n_tokens=8, seed=3)
+names = {8: "·", 9: "|"}                                    # NOISE = 8, SEP = 9
+print("input :", " ".join(names.get(int(t), str(int(t))) for t in x_demo[0]))
+print("target:", " ".join("_" if int(t) == -100 else str(int(t)) for t in y_demo[0]))
+
+# %% [markdown]
+# ## 2. Selection: the S6 layer (Algorithm 2)
+#
+# The layer gets an input $x$ of shape $(b, l, d)$: batch, length, channels. Like S4D it runs
+# $d$ independent SSMs, each with a diagonal $A$ of state size $n$. The step size $\Delta$ and
+# the matrices $B, C$ are no longer parameters. They are **computed from the input**:
+#
+# $$ B = s_B(x) \in \mathbb{R}^{b\times l\times n}, \quad C = s_C(x) \in \mathbb{R}^{b\times l\times n}, \quad
+#    \Delta = \text{softplus}(\text{bias} + s_\Delta(x)) \in \mathbb{R}^{b\times l\times d}, $$
+#
+# with $s_B, s_C$ linear maps and $s_\Delta$ a low-rank linear map. Discretization then gives
+# one $\bar A, \bar B$ **per token**, of shape $(b, l, d, n)$:
+#
+# $$ \bar A_t = \exp(\Delta_t A), \qquad \bar B_t = (\Delta_t A)^{-1}(\exp(\Delta_t A) - I)\,\Delta_t B_t
+#    \;\approx\; \Delta_t B_t, \qquad h_t = \bar A_t h_{t-1} + \bar B_t x_t, \quad y_t = C_t h_t + D x_t. $$
+#
+# Here $\bar A$ is zero-order hold (ZOH), taken from notebook 06 (`course_lib.ssm.discretize_zoh_diag`).
+# For $\bar B$ the Mamba reference code uses the simpler $\Delta B$ (an Euler step). This is the
+# first term of the ZOH factor $(e^{\Delta A} - 1)/A = \Delta\,(1 + \Delta A/2 + (\Delta A)^2/6 + \dots)$,
+# so the two agree when $|\Delta A|$ is small. They still differ a little, and the model learns
+# with either. `course_lib.scan` offers both (`method="euler"`, the default, or `"zoh"`).
+
+# %%
+A_demo = -torch.arange(1.0, 5.0)                            # (n,) = (4,), the S4D-real init
+B_demo = torch.ones(4)
+for dt in (0.001, 0.01, 0.1, 1.0):
+    A_bar, B_zoh = discretize_zoh_diag(A_demo, B_demo, dt)
+    B_euler = dt * B_demo
+    rel = ((B_zoh - B_euler).abs() / B_zoh.abs()).max().item()
+    print(f"Δ={dt:<6} A_bar={[round(v, 3) for v in A_bar.tolist()]}  "
+          f"max relative gap Euler vs ZOH B_bar: {rel:.1%}")
+
+# %% [markdown]
+# The gap is about $|\Delta A|/2$: negligible for the small $\Delta$ most tokens get, and
+# large only where $\Delta$ is large. There $\bar A \approx 0$, so the state is reset to the
+# current token anyway.
+#
+# **Why this is selection.** Take one channel with $n = 1$, $A = -1$, $B = 1$ and ZOH. Then
+# $\bar A = e^{-\Delta}$, $\bar B = 1 - e^{-\Delta}$, and the recurrence becomes the gated RNN
+# $h_t = (1 - g_t) h_{t-1} + g_t x_t$ with the gate $g_t = 1 - e^{-\Delta_t}$ (Theorem 1 of the
+# paper). A large $\Delta_t$ **remembers** token $t$ and forgets the past. A small $\Delta_t$
+# **ignores** token $t$ and keeps the state. $B_t$ and $C_t$ choose which input enters the
+# state and which part of the state is read out.
+#
+# With the full shapes, `discretize_selective` broadcasts $\Delta$ $(b, l, d)$, $A$ $(d, n)$ and
+# $B$ $(b, l, n)$ to $(b, l, d, n)$. Every token now has its own $\bar A$, so there is no single
+# kernel $\bar K$ and no convolution.
+
+# %%
+b, l, d, n = 2, 64, 8, 4
+gen = torch.Generator().manual_seed(0)
+kw = dict(generator=gen, dtype=torch.float64)
+u = torch.randn(b, l, d, **kw)                                  # (b, l, d) input
+delta = F.softplus(torch.randn(b, l, d, **kw) - 2)              # (b, l, d) Δ > 0
+A = -torch.arange(1.0, n + 1, dtype=torch.float64).repeat(d, 1)  # (d, n)
+B, C = torch.randn(b, l, n, **kw), torch.randn(b, l, n, **kw)   # (b, l, n)
+D = torch.ones(d, dtype=torch.float64)                          # (d,) skip connection
+A_bar, B_bar = discretize_selective(delta, A, B)
+print("A_bar", tuple(A_bar.shape), "B_bar", tuple(B_bar.shape))
+
+# %% [markdown]
+# **Check: with selection switched off we get notebook 06 back.** If $\Delta, B, C$ are the
+# same at every step, the selective scan must equal 06's kernel + FFT convolution
+# (one channel, ZOH on both sides):
+
+# %%
+u1 = u[:1, :, :1]                                               # (1, l, 1): one channel
+dt1, B1, C1 = delta[0, 0, 0], B[0, 0], C[0, 0]                  # fixed Δ, B (n,), C (n,)
+y_scan = selective_scan(u1, dt1.expand(1, l, 1), A[:1], B1.expand(1, l, n), C1.expand(1, l, n),
+                        method="zoh")[0, :, 0]                  # (l,)
+A_bar1, B_bar1 = discretize_zoh_diag(A[0], B1, dt1)            # (n,) each: diagonal SSM
+K_bar = ssm_kernel(torch.diag(A_bar1), B_bar1, C1, l)           # (l,)
+torch.testing.assert_close(y_scan, fft_conv(u1[0, :, 0], K_bar))
+print("LTI special case: selective scan == kernel + FFT convolution of notebook 06")
+
+# %% [markdown]
+# ## 3. Computing the selective scan
+#
+# All of S6 reduces to one primitive, the **linear recurrence** (a *scan*), elementwise over
+# $(b, d, n)$:
+#
+# $$ h_t = a_t \odot h_{t-1} + x_t, \qquad a_t = \bar A_t, \quad x_t = \bar B_t\, u_t. $$
+#
+# **Sequential** (`scan_sequential`): $l$ steps, the clear reference. **Chunked**
+# (`scan_chunked`): the composition of two steps is again such a step,
+# $(a_2, x_2)\circ(a_1, x_1) = (a_2 a_1,\; a_2 x_1 + x_2)$. So cut the sequence into chunks
+# of length $T \approx \sqrt l$:
+# 1. run all chunks at once from a zero state, keeping each chunk's end state $s_k$ and total
+#    decay $p_k = \prod a$ ($T$ steps on small tensors),
+# 2. carry the state across the chunks, $\text{start}_{k+1} = s_k + p_k\,\text{start}_k$
+#    ($l/T$ tiny steps),
+# 3. rerun every chunk from its true start state and write $h$ ($T$ steps).
+#
+# That is about $3\sqrt l$ Python steps instead of $l$. The backward pass is a scan too, run
+# **backwards in time**: with $g_t = \partial L/\partial h_t$,
+# $\lambda_t = g_t + a_{t+1}\lambda_{t+1}$, $\partial L/\partial x_t = \lambda_t$,
+# $\partial L/\partial a_t = \lambda_t h_{t-1}$. `scan_chunked` implements it as a custom
+# `torch.autograd.Function` built from the same chunked routine. Read both in
+# `course_lib/scan.py`. Next we check that the two scans agree, gradients included:
+
+# %%
+params = [t.clone().requires_grad_() for t in (u, delta, A, B, C, D)]
+y_seq = selective_scan_sequential(*params)                      # (b, l, d), l steps
+y_fast = selective_scan(*params)                                # (b, l, d), chunked
+torch.testing.assert_close(y_fast, y_seq)
+grads_seq = torch.autograd.grad(y_seq.square().sum(), params)
+grads_fast = torch.autograd.grad(y_fast.square().sum(), params)
+for name, g_s, g_f in zip(["u", "delta", "A", "B", "C", "D"], grads_seq, grads_fast):
+    torch.testing.assert_close(g_f, g_s)
+print("sequential == chunked: outputs and the gradients of u, Δ, A, B, C, D")
+
+# %% [markdown]
+# ### The trap: indexing inside the loop makes backward quadratic
+# A natural sequential loop reads `a[:, t]` at every step. Each such read is a `select` whose
+# backward makes a **full-size** zero tensor with one slice filled in. Autograd then adds $l$ of
+# these tensors together, so backward costs $O(l^2)$. Calling `a.unbind(1)` once before the loop
+# (as `scan_sequential` does) gives one backward that stacks the $l$ slices: $O(l)$. Both give the
+# same numbers. Only the backward time differs:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+def fwd_bwd_seconds(scan, length, repeats=3, d=64, n=16):
+    g = torch.Generator().manual_seed(1)
+    a = torch.rand(1, length, d, n, generator=g).requires_grad_()
+    x = torch.randn(1, length, d, n, generator=g).requires_grad_()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        scan(a, x).sum().backward()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+for length in (128, 256, 512):
+    t_lin, t_quad = fwd_bwd_seconds(scan_sequential, length), fwd_bwd_seconds(scan_sequential_indexed, length)
+    print(f"L={length:4d}: unbind once {t_lin * 1e3:6.0f} ms, a[:, t] in the loop "
+          f"{t_quad * 1e3:6.0f} ms ({t_quad / t_lin:.1f}x)")
+
+# %% [markdown]
+# ### Speed against length
+# Forward and forward+backward of the full selective scan at $d = 64$, $n = 16$, batch 2, for
+# three scans: sequential, our chunked scan, and **mambapy**'s parallel scan (`pscan`, a
+# Blelloch up-sweep/down-sweep; used here and in the benchmark only, never by `course_lib`).
+# The complete table, with the results asserted equal first, comes from
+# `python benchmarks/bench_mamba.py`.
+
+# %%
+def scan_inputs(length, batch=2, d=64, n=16, seed=0):
+    """Random selective-scan inputs (u, Δ, A, B, C, D) at Mamba-like scales, requiring grad."""
+    g = torch.Generator().manual_seed(seed)
+    u, pre = torch.randn(batch, length, d, generator=g), torch.randn(batch, length, d, generator=g)
+    A = -torch.arange(1.0, n + 1).repeat(d, 1)
+    B, C = torch.randn(batch, length, n, generator=g), torch.randn(batch, length, n, generator=g)
+    return [t.requires_grad_() for t in (u, F.softplus(pre - 3), A, B, C, torch.ones(d))]
+
+
+def median_seconds(fn, repeats=3):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def time_scan(scan, inputs, backward):
+    def run():
+        if backward:
+            selective_scan(*inputs, scan=scan).square().mean().backward()
+        else:
+            with torch.no_grad():
+                selective_scan(*inputs, scan=scan)
+    return median_seconds(run)
+
+
+try:
+    from mambapy.pscan import pscan                             # benchmark only, optional
+except ImportError:
+    pscan = None
+scans = {"sequential": scan_sequential, "chunked (ours)": scan_chunked}
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+if pscan is not None:                                           # same numbers first
+    scans["mambapy pscan"] = pscan
+    inputs = scan_inputs(256)
+    torch.testing.assert_close(selective_scan(*inputs, scan=pscan), selective_scan(*inputs),
+                               rtol=1e-4, atol=1e-4)
+lengths = [256, 1024, 4096]
+timings = {(name, mode): [] for name in scans for mode in ("fwd", "fwd+bwd")}
+for length in lengths:
+    inputs = scan_inputs(length)
+    for name, scan in scans.items():
+        if name == "sequential" and length > 1024:
+            continue                                            # too slow to wait for
+        for mode in ("fwd", "fwd+bwd"):
+            timings[name, mode].append(time_scan(scan, inputs, backward=(mode == "fwd+bwd")))
+for (name, mode), ts in timings.items():
+    print(f"{name:15s} {mode:8s}", "  ".join(f"L={L}: {t * 1e3:6.1f} ms" for L, t in zip(lengths, ts)))
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+for ax, mode in zip(axes, ("fwd", "fwd+bwd")):
+    for name in scans:
+        ts = timings[name, mode]
+        ax.plot(lengths[:len(ts)], [t * 1e3 for t in ts], "o-", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("sequence length L")
+    ax.set_title(f"selective scan, {mode}")
+axes[0].set_ylabel("ms (1 thread)")
+axes[0].legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Every scan does $O(l)$ work, so all three curves grow linearly. They differ in the constant:
+# the sequential scan pays Python overhead at every step, the parallel scan pays for its many
+# strided passes over memory, and the chunked scan reads the data twice and writes it once.
+# The shipped benchmark measured the chunked scan **about 2.5× faster than mambapy's pscan** for
+# forward+backward at $L = 4096$ (on one CPU thread, on a busy machine: rerun it yourself). On a
+# GPU, Mamba uses a fused CUDA kernel that keeps $h$ in fast SRAM and recomputes it in backward,
+# so the $(b, l, d, n)$ tensor never reaches main memory.
+#
+# ## 4. The Mamba block
+#
+# One block maps $(b, l, d_\text{model}) \to (b, l, d_\text{model})$ with
+# $d = \text{expand}\cdot d_\text{model}$ inner channels:
+#
+# $$ (x, z) = \text{in\_proj}(x), \quad x \leftarrow \text{SiLU}(\text{conv1d}(x)), \quad
+#    y = \text{S6}(x), \quad \text{out} = \text{out\_proj}\big(y \odot \text{SiLU}(z)\big). $$
+#
+# The **causal depthwise conv1d** lets each channel mix the last $d_\text{conv} = 4$ tokens
+# (its own small filter, never looking ahead). The branch $z$ is a **multiplicative gate**.
+# The model stacks blocks as $x \leftarrow x + \text{block}(\text{RMSNorm}(x))$, where
+# $\text{RMSNorm}(x) = x / \sqrt{\text{mean}(x^2) + \epsilon} \cdot w$. Check the two pieces
+# against PyTorch:
+
+# %%
+g = torch.Generator().manual_seed(2)
+x_c, w_c, bias_c = torch.randn(2, 10, 6, generator=g), torch.randn(6, 4, generator=g), torch.randn(6)
+conv = torch.nn.Conv1d(6, 6, kernel_size=4, groups=6, padding=3)   # pads both ends: crop
+with torch.no_grad():
+    conv.weight.copy_(w_c[:, None, :])
+    conv.bias.copy_(bias_c)
+    torch.testing.assert_close(causal_depthwise_conv(x_c, w_c, bias_c),
+                               conv(x_c.transpose(1, 2))[..., :10].transpose(1, 2))
+    norm = RMSNorm(6)
+    torch.testing.assert_close(norm(x_c), torch.nn.RMSNorm(6, eps=1e-5)(x_c))
+print("causal depthwise conv == nn.Conv1d(groups=d) cropped; RMSNorm == nn.RMSNorm")
+
+# %% [markdown]
+# **Recurrent mode for generation.** A Transformer has to keep a KV cache that grows with the
+# length. Mamba keeps a **constant-size state** per layer: the last $d_\text{conv} - 1$ conv
+# inputs and $h$ $(b, d, n)$. `MambaLM.step` consumes one token at a time. It must reproduce
+# the parallel (scan) mode exactly:
+
+# %%
+torch.manual_seed(0)
+cfg = MambaConfig(vocab=10, d_model=32, n_layers=2, d_state=16)
+model = MambaLM(cfg).double().eval()
+tokens = torch.randint(0, 10, (2, 24))
+with torch.no_grad():
+    parallel = model(tokens)                                    # (b, l, v) in one scan
+    states, stepwise = model.init_state(2), []
+    for t in range(tokens.shape[1]):
+        logits, states = model.step(tokens[:, t], states)       # (b, v), state of fixed size
+        stepwise.append(logits)
+torch.testing.assert_close(torch.stack(stepwise, 1), parallel)
+state_floats = sum(c.numel() + h.numel() for c, h in states) // 2
+print(f"step mode == parallel mode; state per sequence: {state_floats} floats, whatever the length")
+print(f"parameters: {sum(p.numel() for p in model.parameters())}")
+
+# %% [markdown]
+# ## 5. Experiment: selective copying (Table 1 of the paper, CPU-sized)
+#
+# We train two models of the same size and architecture with `tools/train_mamba.py`. The
+# **LTI** model has selection switched off (`selective=False`): $\Delta$, $B$, $C$ are plain
+# parameters, the same at every step, as in S4D. The **S6** model is Mamba. The task: 32
+# positions holding 4 data tokens (vocabulary 8) among noise, then a separator, then the 4
+# tokens in order. (The paper: 16 data tokens among 4096.) Each model trains in under a minute
+# of CPU time on one thread:
+#
+# ```
+# python tools/train_mamba.py selcopy     # writes data/mamba_selcopy_{lti,s6}.safetensors
+# ```
+#
+# Here we load the shipped checkpoints and evaluate them on fresh sequences:
+
+# %%
+selcopy = {kind: load_model(data_dir() / f"mamba_selcopy_{kind}.safetensors") for kind in ("lti", "s6")}
+task = selcopy["s6"][1]["config"]["task"]
+x_sc, y_sc = selective_copying(500, seed=2024, **task)
+live = {}
+with torch.no_grad():
+    for kind, (m, meta) in selcopy.items():
+        live[kind] = accuracy(m(x_sc), y_sc)
+print(f"{'model':28s} {'token accuracy':>14s}")
+for label, value in [("S4 (paper, no gate)", 0.183), ("S6 (paper, no gate)", 0.970),
+                     ("Mamba (paper)", 0.998)]:
+    print(f"{label:28s} {value:14.1%}")
+for kind, label in (("lti", "LTI SSM, Mamba block (ours)"), ("s6", "Mamba / S6 (ours)")):
+    m, meta = selcopy[kind]
+    print(f"{label:28s} {live[kind]:14.1%}   ({meta['metrics']['train_cpu_s']:.0f} s CPU to train, "
+          f"{meta['metrics']['params']} parameters)")
+assert live["s6"] >= 0.95 and live["lti"] <= 0.5
+
+# %% [markdown]
+# The gap is the paper's: without selection the model cannot separate data from noise. Here
+# are three sequences, with the models' answers:
+
+# %%
+with torch.no_grad():
+    answers = {kind: m(x_sc[:3]).argmax(-1)[:, -task["n_data"]:] for kind, (m, _) in selcopy.items()}
+for i in range(3):
+    print(f"target {y_sc[i, -task['n_data']:].tolist()}   LTI {answers['lti'][i].tolist()}   "
+          f"S6 {answers['s6'][i].tolist()}")
+
+# %% [markdown]
+# ## 6. See it: which tokens does the model select?
+#
+# $\Delta_t$ is the model's per-token decision. A large $\Delta$ writes the token into the
+# state, a small one lets it pass unnoticed. Each of the 64 inner channels makes its own
+# decision, so the mean over channels hides it. We look for the channels whose $\Delta$ differs
+# most between data and noise tokens, and plot one of them for a sequence of the trained S6
+# model. Data tokens are in orange, noise in blue:
+
+# %%
+s6_model = selcopy["s6"][0]
+with torch.no_grad():
+    _, deltas = s6_model(x_sc[:64], need_deltas=True)            # layers x (b, l, d_inner)
+deltas = torch.stack(deltas, 1)                                 # (b, layers, l, d_inner)
+noise_id = task["n_tokens"]
+is_data = x_sc[:64] < noise_id                                  # (b, l)
+body = torch.arange(x_sc.shape[1]) < task["length"]             # the part before the separator
+on_data = deltas.permute(0, 2, 1, 3)[is_data & body].mean(0)     # (layers, d_inner)
+on_noise = deltas.permute(0, 2, 1, 3)[~is_data & body].mean(0)   # (layers, d_inner)
+ratio = on_data / on_noise                                      # > 1: data tokens get larger Δ
+for layer in range(deltas.shape[1]):
+    top = ratio[layer].topk(3)
+    print(f"layer {layer}: Δ(data) / Δ(noise), all channels: median {ratio[layer].median():.2f}; "
+          f"largest {[round(v, 1) for v in top.values.tolist()]} in channels {top.indices.tolist()}")
+layer_best = int(ratio.max(-1).values.argmax())
+channel_best = int(ratio[layer_best].argmax())
+
+# %%
+labels = [["·" if int(t) == noise_id else ("|" if int(t) == noise_id + 1 else str(int(t)))
+           for t in seq] for seq in x_sc[:4]]
+fig, axes = plt.subplots(2, 1, figsize=(10, 4.6))
+for i, ax in enumerate(axes):
+    plot_selection(labels[i], deltas[i, layer_best], is_data[i].tolist(), ax=ax, channel=channel_best,
+                   title=f"sequence {i}: Δ of layer {layer_best}, channel {channel_best} (orange = data)")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **Explorer.** Pick a sequence, a layer and a single channel (or the mean), and switch between
+# $\Delta$ and the gate $1 - e^{-\Delta}$. The heat map shows the 16 channels whose $\Delta$
+# varies most along the sequence: some fire on data tokens, others on the separator.
+
+# %%
+examples = {f"sequence {i}": {"tokens": labels[i], "deltas": deltas[i], "highlight": is_data[i].tolist()}
+            for i in range(4)}                                  # start at the channel found above
+explorer = selection_explorer(examples)
+explorer.controls["layer"].value, explorer.controls["channel"].value = layer_best, channel_best
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+explorer
+
+# %% [markdown]
+# ## 7. Experiment: induction heads and length extrapolation
+#
+# **Induction heads** is the simplest form of in-context recall. A random sequence contains
+# `TRIGGER x` once and ends with `TRIGGER`. The model must answer `x`. We train at length 32
+# and test at 2×, 4×, … 64× that length. The comparison is a 2-layer Transformer with absolute
+# (sinusoidal) positions, built from `course_lib.transformer.EncoderLayer` (causal). Both were
+# trained by
+#
+# ```
+# python tools/train_mamba.py induction   # writes data/mamba_induction_{mamba,attention}.safetensors
+# ```
+#
+# Their metadata holds the accuracies measured on 200 sequences per length. We print those
+# and re-measure a few lengths live on fresh sequences:
+
+# %%
+induction = {kind: load_model(data_dir() / f"mamba_induction_{kind}.safetensors")
+             for kind in ("mamba", "attention")}
+ind_task = induction["mamba"][1]["config"]["task"]
+factors = list(induction["mamba"][1]["metrics"]["accuracy_by_factor"])
+print(f"{'train length x':>15s}", " ".join(f"{f + 'x':>6s}" for f in factors))
+for kind, (m, meta) in induction.items():
+    accs = meta["metrics"]["accuracy_by_factor"]
+    print(f"{kind:>15s}", " ".join(f"{accs[f]:6.0%}" for f in factors))
+
+# %%
+live_ind = {}
+with torch.no_grad():
+    for factor in (1, 16):
+        x_ind, y_ind = induction_heads(32, ind_task["length"] * factor, ind_task["n_tokens"], seed=99)
+        for kind, (m, _) in induction.items():
+            live_ind[kind, factor] = accuracy(m(x_ind)[:, -1], y_ind[:, -1])
+for (kind, factor), acc in live_ind.items():
+    print(f"live check, {kind:>9s} at {factor:2d}x the training length "
+          f"(L={ind_task['length'] * factor}): {acc:.0%} of 32 sequences")
+assert live_ind["mamba", 16] >= 0.9
+
+# %%
+fig, ax = plt.subplots(figsize=(5.5, 3.2))
+for kind, (m, meta) in induction.items():
+    accs = meta["metrics"]["accuracy_by_factor"]
+    ax.plot([int(f) * ind_task["length"] for f in factors], [accs[f] for f in factors], "o-", label=kind)
+ax.axvline(ind_task["length"], color="gray", ls=":", label="training length")
+ax.set_xscale("log", base=2)
+ax.set_xlabel("test sequence length")
+ax.set_ylabel("accuracy")
+ax.set_title("induction heads: length extrapolation")
+ax.legend()
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The attention model solves the task at the length it was trained on, but fails beyond it.
+# Its absolute positions past 32 were never seen in training, and it spreads its attention over
+# more and more distractors. Mamba stores the token after the trigger in its state and keeps it
+# (small $\Delta$ on every other token), so it works at any length. The paper reports the same
+# effect up to a million tokens.
+#
+# ## 8. Relatives: linear attention as an RNN, and RWKV
+#
+# Softmax attention $y_t = \sum_{s\le t} \text{softmax}_s(q_t\cdot k_s)\, v_s$ needs all the past
+# keys. **Linear attention** replaces $\exp(q\cdot k)$ by a feature-map product
+# $\phi(q)\cdot\phi(k)$. The sum then factorizes into a **state**, so the layer becomes an RNN
+# with a matrix-valued state:
+#
+# $$ y_t = \frac{\phi(q_t)^\top S_t}{\phi(q_t)^\top z_t}, \qquad S_t = S_{t-1} + \phi(k_t)\, v_t^\top,
+#    \quad z_t = z_{t-1} + \phi(k_t). $$
+#
+# Its parallel (training) form is masked attention without the softmax,
+# $y = \frac{(\phi(Q)\phi(K)^\top \odot M)\,V}{(\phi(Q)\phi(K)^\top \odot M)\,\mathbf 1}$ with
+# $M$ the causal mask. Check that both forms give the same numbers:
+
+# %%
+g = torch.Generator().manual_seed(5)
+t_la, dk, dv = 12, 4, 3
+q, k, v = torch.randn(t_la, dk, generator=g), torch.randn(t_la, dk, generator=g), torch.randn(t_la, dv, generator=g)
+phi = lambda z: F.elu(z) + 1                                    # noqa: E731, a positive feature map
+scores = (phi(q) @ phi(k).T).tril()                             # (t, t), causal
+y_parallel = (scores @ v) / scores.sum(-1, keepdim=True)
+S, z, ys = torch.zeros(dk, dv), torch.zeros(dk), []
+for t in range(t_la):
+    S, z = S + torch.outer(phi(k[t]), v[t]), z + phi(k[t])      # state (dk, dv), normalizer (dk,)
+    ys.append(phi(q[t]) @ S / (phi(q[t]) @ z))
+torch.testing.assert_close(torch.stack(ys), y_parallel)
+print("linear attention: parallel form == recurrent form; state size", tuple(S.shape))
+
+# %% [markdown]
+# This is an SSM with $\bar A = I$. The state never forgets, and every key is written with the
+# same weight. Mamba's $\bar A_t = e^{\Delta_t A}$ adds an **input-dependent forgetting**, which
+# is exactly what linear attention lacks. (Mamba-2 makes this link exact, as "state-space
+# duality".) **RWKV** sits between the two. Its "WKV" time mixing is linear attention with a
+# learned, per-channel **exponential decay** $e^{-w}$ on the past plus a bonus $u$ for the
+# current token, a time-invariant decay up to RWKV-5 and data-dependent from RWKV-6 on. Like
+# Mamba it trains in parallel and generates as an RNN with a constant-size state.
+#
+# ## 9. Exercises
+# Each checker answers *passed*, *what differs*, or *not implemented yet*. Replace
+# `raise NotImplementedError` with your code and re-run the cell.
+#
+# **Exercise 1: ZOH for a diagonal A.** Given the entries `A (..., n)`, `B (..., n)` and
+# `delta` (a tensor of shape `(...)`, one step per row, or a 0-d tensor), return
+# `A_bar = exp(ΔA)` and `B_bar = (exp(ΔA) - 1) / A · B`, with Δ broadcast over the last axis.
+
+# %%
+def my_discretize_zoh_diag(A, B, delta):
+    raise NotImplementedError
+
+
+check_discretize_zoh_diag(my_discretize_zoh_diag)
+
+# %% [markdown]
+# **Exercise 2: one selective-scan step.** Given the state `h (b, d, n)`, the input `u_t (b, d)`,
+# `delta_t (b, d)`, `A (d, n)`, `B_t, C_t (b, n)` and `D (d,)`, return `(y_t, h_t)` with
+# $\bar A = e^{\Delta A}$, $\bar B = \Delta B$ (Mamba's Euler $\bar B$),
+# $h_t = \bar A h + \bar B u_t$ and $y_t = \sum_n h_t C_t + D u_t$.
+
+# %%
+def my_selective_step(h, u_t, delta_t, A, B_t, C_t, D):
+    raise NotImplementedError
+
+
+check_selective_step(my_selective_step)
+
+# %% [markdown]
+# **Exercise 3: the causal depthwise conv.** Given `x (b, l, d)`, `weight (d, K)` and
+# `bias (d,)`, return `y (b, l, d)` with $y_t = \sum_{k=0}^{K-1} w_k\, x_{t-K+1+k} + \text{bias}$
+# per channel, taking $x$ as zero before the start. Hint: `F.pad` then `F.conv1d(..., groups=d)`,
+# or a loop over the $K$ taps.
+
+# %%
+def my_causal_depthwise_conv(x, weight, bias):
+    raise NotImplementedError
+
+
+check_causal_depthwise_conv(my_causal_depthwise_conv)
+
+# %% [markdown]
+# **Exercise 4: a scan without the trap.** Given `a, x (b, l, ...)`, return `h` with
+# $h_t = a_t h_{t-1} + x_t$ along axis 1 ($h_{-1} = 0$). Avoid indexing `a[:, t]` inside the
+# loop. For extra credit, write the chunked version.
+
+# %%
+def my_scan(a, x):
+    raise NotImplementedError
+
+
+check_scan(my_scan)
+
+# %% [markdown]
+# ## Summary
+# - LTI SSMs weigh a past token only by its distance. A selective SSM (S6) computes $\Delta$,
+#   $B$, $C$ from each token, so it can remember some tokens and ignore others.
+# - Selection removes the convolution. A scan computes the $(b, l, d, n)$ recurrence, and its
+#   backward is a reverse scan. The chunked scan matches the sequential reference, gradients
+#   included, and is faster than mambapy's parallel scan (benchmark). Indexing a tensor per step
+#   inside a loop makes backward quadratic.
+# - The Mamba block is in_proj → causal depthwise conv → SiLU → S6, gated by SiLU(z), then
+#   out_proj, stacked with RMSNorm and residuals. Generation runs it as an RNN with a state of
+#   constant size.
+# - Measured: selective copying needs selection (LTI fails, S6 succeeds). On induction heads
+#   Mamba extrapolates to 64× its training length, while attention with absolute positions
+#   does not.
+# - Now in `course_lib.scan`: `scan_sequential`, `scan_chunked`, `discretize_selective`,
+#   `selective_step`, `selective_scan_sequential`, `selective_scan`. In `course_lib.mamba`:
+#   `MambaConfig`, `MambaBlock`, `MambaLM`, `RMSNorm`, `causal_depthwise_conv`, `AttentionLM`.
+#
+# **Next:** this is the end of the course's path from attention to Mamba. Go back to
+# [01 · Attention](01_attention.ipynb) and compare the two answers to the same question: how
+# should a model use its past?
