@@ -322,9 +322,12 @@ print("top-p: ", samples["top-p = 0.9"][0])
 # temperature, k and p.
 
 # %%
-explorer = sampling_explorer(gpt, tok, ["one day tom and mia went to the", "later mia found a",
-                                        "in the town lived sam and", "the ducks that tom saw near the",
-                                        "when mia met tom ,"])
+explorer = sampling_explorer(gpt, tok, [
+    "one day tom and mia went to the",
+    "one day tom and mia went to the forest . later mia found a",
+    "in the river lived sam and kate . the ducks that sam saw near the",
+    "lily and ben lived near the farm . when lily met ben ,",
+    "in the town lived zoe and"])
 
 # %%
 # NBVAL_IGNORE_OUTPUT
