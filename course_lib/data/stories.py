@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 __all__ = ["Story", "generate_stories", "corpus_splits", "entropy_rate", "story_nll",
-           "vocabulary", "LABELS", "AMBIGUOUS", "SPLIT_SIZES", "END"]
+           "vocabulary", "LABELS", "AMBIGUOUS", "SPLIT_SIZES", "END", "NAMES", "MALE", "FEMALE",
+           "PLACES", "OBJECTS", "ANIMALS", "SO_SENTENCES"]
 
 END = "[EOS]"
 LABELS = ("river", "town", "forest", "farm")

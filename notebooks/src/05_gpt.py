@@ -40,7 +40,7 @@ from course_lib.data.stories import NAMES, corpus_splits, entropy_rate, story_nl
 from course_lib.data.tokenizer import build_tokenizer
 from course_lib.gpt import (GPT, GPT2_FAMILY, GPTConfig, encode_stories, evaluate_loss, generate,
                             load_gpt, next_token_loss, next_token_probs, param_count,
-                            random_batch, token_nll, top_k_filter, top_p_filter, torch_reference)
+                            random_batch, token_nll, torch_reference)
 from course_lib.training import train
 from course_lib.viz import plot_attention, plot_heads
 from course_lib.viz.attention import attention_weights_explorer
