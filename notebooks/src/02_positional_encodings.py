@@ -493,6 +493,32 @@ plt.show()
 # training, which steal part of the attention. (The sinusoidal bump near position 60 is a
 # position whose vector happens to resemble a trained one.)
 #
+# **What did the learned table learn?** Only rows 0–15 ever received a gradient. Rows 16–63 are
+# still the random initialization (std 0.02, norm ≈ 0.02·√64 = 0.16): tiny next to the token
+# embeddings, so at those positions the model effectively has *no* position at all.
+
+# %%
+P = models["learned"].pos.table.weight.detach()                        # (64, d)
+norms = P.norm(dim=1)                                                  # (64,)
+cosine = (P / norms[:, None]) @ (P / norms[:, None]).T                 # (64, 64)
+print(f"mean row norm: positions 0-15 {norms[:16].mean():.2f}, positions 16-63 "
+      f"{norms[16:].mean():.2f}")
+assert norms[:16].min() > 5 * norms[16:].max()
+fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+axes[0].bar(range(64), norms)
+axes[0].set(xlabel="position", ylabel="‖P[pos]‖", title="learned table: row norms")
+axes[1].imshow(cosine, cmap="RdBu_r", vmin=-1, vmax=1)
+axes[1].set(xlabel="position", ylabel="position", title="cosine similarity of learned rows")
+for ax in axes:
+    ax.title.set_fontsize(9)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The 16 trained rows form a structured block of strong positive and negative similarities: a
+# position code the model invented from data alone. The untrained rows are nearly orthogonal
+# noise, similar only to themselves (the diagonal).
+#
 # ## 7. Exercises
 # Each checker says *passed*, *what differs*, or *not implemented yet*. Replace
 # `raise NotImplementedError` with your code and re-run the cell.
