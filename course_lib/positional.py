@@ -253,9 +253,11 @@ def tokens_back_accuracy(model: nn.Module, lengths, k: int = 3, n_tokens: int = 
     window: evaluate with ``local_mask`` (keys within |m − n| < window only).
     """
     model.eval()
+    device = next(model.parameters()).device
     out = {}
     for length in lengths:
         x, y = tokens_back(n_seqs, length, k, n_tokens, torch.Generator().manual_seed(seed + length))
+        x, y = x.to(device), y.to(device)
         correct = model(x, window=window)[0].argmax(-1) == y                              # (b, t)
         scored = y != IGNORE
         out[str(length)] = correct[scored].float().mean().item()
