@@ -26,7 +26,7 @@
 #    statistically, and build next-sentence pairs,
 # 3. **measure** that the same word ("bank") gets different vectors in different contexts,
 # 4. **compare** fine-tuning a pre-trained BERT with training from scratch and with a linear
-#    probe when only 32 labels are available,
+#    probe when only 32 labels are available, and explain the result,
 # 5. **visualize** the attention of the trained tiny BERT.
 
 # %% [bootstrap]
@@ -242,7 +242,7 @@ for index in (0, 1, 2):
 # (safetensors, with its configuration and measured figures as metadata):
 #
 # ```
-# python tools/train_bert.py          # 800 steps of MLM + NSP, batch 32; then the fine-tuning table
+# python tools/train_bert.py          # 3000 steps of MLM + NSP, batch 32; then the fine-tuning table
 # ```
 #
 # It trains with `course_lib.training.train` (a progress bar), is seeded, and re-running it
@@ -385,7 +385,7 @@ print(f"pre-trained + fine-tuned minus from scratch: {100 * gap:+.1f} accuracy p
 
 # %% [markdown]
 # We re-run the first seed of the pre-trained + fine-tuned column here (the full table is the
-# script's job): the same code gives the same number.
+# script's job): the same code gives the same number. The labelled set has 8 stories per setting.
 
 # %%
 hyper = ft["hyper"]
@@ -401,6 +401,27 @@ finetune_classifier(classifier, x_train, y_train, hyper["steps"], hyper["lr"],
 accuracy = classifier_accuracy(classifier, x_test, y_test)
 print(f"pre-trained + fine-tuned, seed 0: test accuracy {accuracy:.3f}")
 assert abs(accuracy - ft["test_accuracy"]["pretrained + fine-tuned"][0]) < 1e-6
+
+# %% [markdown]
+# **What we measured, and why.** At this scale the lecture's claim does **not** hold: the model
+# trained from scratch on 32 stories clearly beats the pre-trained one, and the linear probe is
+# not far above chance (1 in 4). Two reasons, both visible above:
+#
+# 1. *The label is a bag-of-words property.* Every story names its setting in the first
+#    sentence and uses that setting's places, objects and animals throughout. Thirty-two
+#    labelled stories are enough for a randomly initialised model to learn which words point
+#    to which setting.
+# 2. *Our pre-training never learned the setting.* Its setting-word accuracy (section 5) stays
+#    far below what a model that infers the setting reaches: ten minutes of one CPU thread and 15%
+#    masked positions per sequence taught it word identity, position and local grammar
+#    ("bank" after "sat on the"), not the story-level topic. Features that separate every story
+#    from every other (names, positions) make the 32 stories easy to memorise and hard to
+#    generalise from.
+#
+# Pre-training pays when it has learned the features the task needs; BERT-base was pre-trained
+# for a million steps on 3.3 billion words. Try it: `python tools/train_bert.py --steps 20000`
+# (about seven times the CPU time) and watch whether the setting-word accuracy, and then the
+# fine-tuning column, move.
 
 # %% [markdown]
 # ## 8. Attention of the trained BERT
@@ -519,8 +540,9 @@ check_cls_head(my_cls_head)
 #   tested) + next-sentence prediction on the pooled [CLS] vector.
 # - The same word gets different vectors in different contexts: "bank" splits into its two
 #   senses after the encoder layers (measured by cosine similarity).
-# - With 32 labels, fine-tuning the pre-trained model beats the same model trained from
-#   scratch by a wide margin (measured over three seeds).
+# - Pre-train then fine-tune is not free: with 32 labels our briefly pre-trained tiny BERT
+#   lost to the same model trained from scratch (three seeds), because its pre-training had not
+#   learned the story-level feature (the setting) the task needs.
 # - Now in `course_lib.bert`: `BertConfig`, `BertEmbeddings`, `Bert`, `BertForPretraining`,
 #   `BertClassifier`, `pair_input`, `mask_tokens`, `corrupt`; in `course_lib.bert_training`:
 #   `nsp_example`, `pretraining_batch`, `make_classifier`, `finetune_classifier`; figures in
