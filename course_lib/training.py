@@ -138,7 +138,13 @@ def save_checkpoint(model: nn.Module, path: str | Path, config: dict | None = No
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tensors, seen = {}, {}
+    for key, value in model.state_dict().items():
+        ptr = (value.data_ptr(), value.shape)
+        if ptr in seen:  # a tied weight (e.g. embedding == output layer) is stored once
+            continue
+        seen[ptr] = key
+        tensors[key] = value.detach().to("cpu").contiguous()
     meta = {"config": json.dumps(config or {}, sort_keys=True),
             "metrics": json.dumps(metrics or {}, sort_keys=True)}
     save_file(tensors, str(path), metadata=meta)
@@ -158,6 +164,11 @@ def load_checkpoint(model: nn.Module, path: str | Path, device=None) -> dict:
         raise ValueError(f"checkpoint not found: {path}")
     tensors = load_file(str(path), device=str(device or "cpu"))
     own = model.state_dict()
+    for key, value in own.items():  # tied weights: fill from the tensor they share memory with
+        twin = next((k for k, v in own.items() if k in tensors and k != key
+                     and v.data_ptr() == value.data_ptr() and v.shape == value.shape), None)
+        if key not in tensors and twin is not None:
+            tensors[key] = tensors[twin]
     missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
     if missing or unexpected:
         raise ValueError(f"checkpoint {path.name} does not fit the model: missing {missing[:5]}, "

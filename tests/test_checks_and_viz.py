@@ -92,3 +92,9 @@ def test_plots_and_bertviz_preparation():
     assert all(len(repr(x)) <= 6 for x in prepared[0].flatten().tolist())
     with pytest.raises(ValueError, match="4 positions but 3 tokens"):
         prepare_attention(torch.rand(1, 2, 4, 4), list("abc"))
+
+
+def test_describe_difference_sees_infinities():
+    want = torch.tensor([1.0, float("-inf")])
+    assert "index (1,)" in describe_difference(torch.tensor([1.0, 0.0]), want)
+    assert describe_difference(want.clone(), want) is None

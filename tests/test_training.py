@@ -101,3 +101,17 @@ def test_synthetic_tasks_are_well_formed():
 def test_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_checkpoint_with_tied_weights(tmp_path):
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(5, 3)
+            self.out = nn.Linear(3, 5, bias=False)
+            self.out.weight = self.embed.weight
+
+    a, b = Tied(), Tied()
+    load_checkpoint(b, save_checkpoint(a, tmp_path / "tied.safetensors"))
+    torch.testing.assert_close(b.out.weight, a.embed.weight)
+    assert b.out.weight.data_ptr() == b.embed.weight.data_ptr()

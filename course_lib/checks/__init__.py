@@ -67,6 +67,8 @@ def describe_difference(got, want, atol: float = 1e-5, rtol: float = 1e-4) -> st
         return f"contains NaN at index {tuple(torch.isnan(got).nonzero()[0].tolist())}"
     err = (got - want).abs()
     bad = err > atol + rtol * want.abs()
+    bad |= (got.isinf() | want.isinf()) & (got != want)  # inf - inf is nan, finite vs inf is not close
+    err = torch.where(bad & err.isnan(), torch.full_like(err, float("inf")), err)
     if bad.any():
         idx = tuple(int(i) for i in torch.unravel_index(err.flatten().argmax(), err.shape))
         return (f"max abs diff {err.max().item():.3g} at index {idx} "
