@@ -264,6 +264,14 @@ CASES = [
          r"token ids must be in \[0, 10\).*99"),
 ]
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")                  # a plot call that raised may leave its figure open
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_gives_clear_value_error(case: Case):
     try:

@@ -149,6 +149,7 @@ def test_explorer_extremes_draw_finite_data(key, factory):
 
     from course_lib.viz import Explorer
 
+    plt.close("all")                                  # figures other tests left open
     explorer = build(key, factory)
     assert isinstance(explorer, Explorer), f"{key} returned {type(explorer).__name__}"
     assert_finite(explorer, f"{key} at its initial values")
