@@ -88,7 +88,7 @@ def run(quick: bool = False) -> list[dict]:
     try:
         repeats = 3 if quick else 7
         rows = mha_rows(512 if quick else 2048, repeats)
-        rows += naive_vs_fused_rows((128, 512) if quick else (256, 1024, 2048, 4096), repeats)
+        rows += naive_vs_fused_rows((128, 512) if quick else (256, 1024, 2048), repeats)
     finally:
         torch.set_num_threads(threads)
     return rows
