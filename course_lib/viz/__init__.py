@@ -8,6 +8,8 @@ tested without a browser. Topic-specific explorers live in ``course_lib.viz.<top
 """
 from __future__ import annotations
 
+import base64
+import io
 import math
 from typing import Callable, Sequence
 
@@ -121,11 +123,13 @@ class Explorer:
         fig = plt.figure(figsize=self.figsize)
         self.draw(fig, self.data, **values)
         if _in_kernel():
-            from IPython.display import display
-
-            with self.output:
-                self.output.clear_output(wait=True)
-                display(fig)
+            # Replace the Output widget's content directly (no capture context): robust in
+            # JupyterLab, Colab and under nbclient, which can stall on clear_output(wait=True).
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png")
+            self.output.outputs = ({"output_type": "display_data", "metadata": {},
+                                    "data": {"image/png": base64.b64encode(buffer.getvalue()).decode(),
+                                             "text/plain": f"<explorer figure {self.draws}>"}},)
         plt.close(fig)
 
     def extreme_values(self) -> list[tuple[str, object]]:
