@@ -109,6 +109,9 @@ class LabServer:
 JS_APP_READY = "() => !!(window.jupyterapp && window.jupyterapp.started && document.querySelector('#jp-main-dock-panel'))"
 
 JS_OPEN = """async (path) => {
+  // Each notebook meets the page as a fresh one would: forget require.js that an earlier
+  // notebook's bertviz view loaded (JupyterLab itself does not use it).
+  for (const name of ['require', 'requirejs', 'define']) { try { delete window[name]; } catch (e) {} }
   await jupyterapp.started;
   await jupyterapp.restored;
   const w = await jupyterapp.commands.execute('docmanager:open', {path: path, factory: 'Notebook'});
