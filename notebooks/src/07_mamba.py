@@ -283,8 +283,8 @@ plt.show()
 # Every scan does $O(l)$ work, so all three curves grow linearly. They differ in the constant:
 # the sequential scan pays Python overhead at every step, the parallel scan pays for its many
 # strided passes over memory, and the chunked scan reads the data twice and writes it once.
-# The shipped benchmark measured the chunked scan **about 2.5× faster than mambapy's pscan** for
-# forward+backward at $L = 4096$ (on one CPU thread, on a busy machine: rerun it yourself). On a
+# `benchmarks/bench_mamba.py` measured the chunked scan **1.6–2.5× faster than mambapy's pscan**
+# for forward+backward at $L = 4096$ in our runs (one CPU thread on a busy machine: rerun it). On a
 # GPU, Mamba uses a fused CUDA kernel that keeps $h$ in fast SRAM and recomputes it in backward,
 # so the $(b, l, d, n)$ tensor never reaches main memory.
 #
@@ -470,7 +470,7 @@ with torch.no_grad():
 for (kind, factor), acc in live_ind.items():
     print(f"live check, {kind:>9s} at {factor:2d}x the training length "
           f"(L={ind_task['length'] * factor}): {acc:.0%} of 32 sequences")
-assert live_ind["mamba", 16] >= 0.9
+assert live_ind["mamba", 16] > live_ind["attention", 16] + 0.3
 
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.2))
@@ -487,11 +487,14 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The attention model solves the task at the length it was trained on, but fails beyond it.
-# Its absolute positions past 32 were never seen in training, and it spreads its attention over
-# more and more distractors. Mamba stores the token after the trigger in its state and keeps it
-# (small $\Delta$ on every other token), so it works at any length. The paper reports the same
-# effect up to a million tokens.
+# The attention model mostly solves the task at the length it was trained on, and collapses
+# beyond it. Its absolute positions past 32 were never seen in training, and it spreads its
+# attention over more and more distractors. Mamba stores the token after the trigger in its
+# state and keeps it (small $\Delta$ on every other token): it stays near-perfect up to 8× its
+# training length. Further out it degrades slowly, because a $\Delta$ that is small enough for
+# 32 tokens still lets the state decay, by $e^{\Delta A}$ per token, over 500. The paper trains
+# at length 256 for far longer and reports perfect recall up to a million tokens. Training here
+# at 32 for a minute reproduces the trend but not the whole effect.
 #
 # ## 8. Relatives: linear attention as an RNN, and RWKV
 #
@@ -595,8 +598,8 @@ check_scan(my_scan)
 #   out_proj, stacked with RMSNorm and residuals. Generation runs it as an RNN with a state of
 #   constant size.
 # - Measured: selective copying needs selection (LTI fails, S6 succeeds). On induction heads
-#   Mamba extrapolates to 64× its training length, while attention with absolute positions
-#   does not.
+#   Mamba keeps working far beyond its training length, while attention with absolute
+#   positions collapses.
 # - Now in `course_lib.scan`: `scan_sequential`, `scan_chunked`, `discretize_selective`,
 #   `selective_step`, `selective_scan_sequential`, `selective_scan`. In `course_lib.mamba`:
 #   `MambaConfig`, `MambaBlock`, `MambaLM`, `RMSNorm`, `causal_depthwise_conv`, `AttentionLM`.
