@@ -454,7 +454,7 @@ explorer
 induction = {kind: load_model(data_dir() / f"mamba_induction_{kind}.safetensors")
              for kind in ("mamba", "attention")}
 ind_task = induction["mamba"][1]["config"]["task"]
-factors = list(induction["mamba"][1]["metrics"]["accuracy_by_factor"])
+factors = sorted(induction["mamba"][1]["metrics"]["accuracy_by_factor"], key=int)
 print(f"{'train length x':>15s}", " ".join(f"{f + 'x':>6s}" for f in factors))
 for kind, (m, meta) in induction.items():
     accs = meta["metrics"]["accuracy_by_factor"]
