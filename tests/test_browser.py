@@ -218,6 +218,12 @@ def widget_problems(page, nb, name: str, widget_cells: list[int]) -> list[str]:
         for k in range(boxes.count()):
             explorers += 1
             problems += check_explorer(page, boxes.nth(k), f"{Path(name).stem}-cell{i}-explorer{k}")
+    # Widgets the stored notebook has not (tqdm's progress bars: COURSE_PROGRESS is on here).
+    texts = nb.locator(".jp-OutputArea-output").all_inner_texts()
+    failed = [t[:200] for t in texts if "Error displaying widget" in t or "Error rendering" in t]
+    problems += [f"a widget failed to render: {t!r}" for t in failed]
+    bars = nb.locator(".widget-hprogress").count()
+    print(f"{name}: {len(widget_cells)} widget cells, {explorers} explorers, {bars} progress bars")
     return problems
 
 
