@@ -3,10 +3,11 @@
     python benchmarks/bench_mamba.py            # full table (about a minute on one thread)
     python benchmarks/bench_mamba.py --quick    # small sizes only
 
-Every row times forward + backward of the full selective scan (S6: exp(ΔA), Δ B u, the scan,
-the C contraction) at d = 64, n = 16, batch 2, with only the scan swapped:
+Rows "scan": the scan primitive h_t = a_t h_{t-1} + x_t on (b, l, d, n) = (2, l, 64, 16) tensors,
 ``course_lib.scan.scan_chunked`` (ours) against ``mambapy.pscan.pscan`` (the peer, a Blelloch
-parallel scan). Results are asserted equal before timing. A second table shows the trap: the
+parallel scan), forward and forward + backward. Rows "selective scan": the full S6 (exp(ΔA),
+Δ B u, the scan, the C contraction) with only the scan swapped; outputs and all gradients are
+asserted equal before timing. The two are timed alternately (same machine load), median of 7. A second table shows the trap: the
 sequential scan that indexes ``a[:, t]`` inside its loop has a quadratic backward, the same loop
 with ``unbind`` a linear one. mambapy is a benchmark-only dependency of the course.
 """
@@ -42,6 +43,35 @@ def median_time(fn, repeats: int = 5) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
+
+
+def paired_times(fn_a, fn_b, repeats: int = 7) -> tuple[float, float]:
+    """Medians of fn_a and fn_b timed alternately, so both see the same machine load."""
+    fn_a(), fn_b()                                        # warm-up
+    ta, tb = [], []
+    for _ in range(repeats):
+        for fn, out in ((fn_a, ta), (fn_b, tb)):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return sorted(ta)[repeats // 2], sorted(tb)[repeats // 2]
+
+
+def scan_only(length: int, backward: bool, scan, seed: int = 0):
+    """The scan primitive h = scan(a, x) on (b, l, d, n) inputs, optionally with backward."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(BATCH, length, D_INNER, D_STATE, generator=g).mul(0.5).add(0.5).requires_grad_()
+    x = torch.randn(BATCH, length, D_INNER, D_STATE, generator=g).requires_grad_()
+    grad = torch.randn(BATCH, length, D_INNER, D_STATE, generator=g)
+
+    def run():
+        if backward:
+            a.grad = x.grad = None
+            scan(a, x).backward(grad)
+        else:
+            with torch.no_grad():
+                scan(a, x)
+    return run
 
 
 def forward_backward(inputs, scan):
@@ -81,14 +111,19 @@ def run(quick: bool = False) -> list[dict]:
     rows = []
     lengths = (256, 1024) if quick else (256, 1024, 4096)
     for length in lengths:
+        for mode in ("fwd", "fwd+bwd"):
+            ours, ref = paired_times(scan_only(length, mode == "fwd+bwd", scan_chunked),
+                                     scan_only(length, mode == "fwd+bwd", pscan))
+            rows.append({"name": f"scan {mode} L={length} (b, l, d, n)=({BATCH}, l, {D_INNER}, "
+                                 f"{D_STATE})", "ours": "scan_chunked", "ours_s": ours,
+                         "reference": "mambapy pscan", "reference_s": ref})
         inputs = make_inputs(length)
         assert_equal(inputs, scan_chunked, pscan)
-        for mode, make in (("fwd", forward_only), ("fwd+bwd", forward_backward)):
-            ours, ref = median_time(make(inputs, scan_chunked)), median_time(make(inputs, pscan))
-            rows.append({"name": f"selective scan {mode} L={length} d={D_INNER} n={D_STATE} "
-                                 f"b={BATCH}",
-                         "ours": "scan_chunked", "ours_s": ours,
-                         "reference": "mambapy pscan", "reference_s": ref})
+        ours, ref = paired_times(forward_backward(inputs, scan_chunked),
+                                 forward_backward(inputs, pscan))
+        rows.append({"name": f"selective scan fwd+bwd L={length} d={D_INNER} n={D_STATE} b={BATCH}",
+                     "ours": "scan_chunked", "ours_s": ours,
+                     "reference": "mambapy pscan", "reference_s": ref})
     for length in ((64, 128) if quick else (128, 256, 512)):
         inputs = make_inputs(length)
         lin = median_time(forward_backward(inputs, scan_sequential), 3)
@@ -102,9 +137,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     rows = run(parser.parse_args().quick)
-    print(f"{'benchmark':46s} {'ours':>14s} {'ms':>8s} {'reference':>20s} {'ms':>8s} {'ratio':>6s}")
+    print(f"{'benchmark':58s} {'ours':>14s} {'ms':>8s} {'reference':>20s} {'ms':>8s} {'ratio':>6s}")
     for r in rows:
-        print(f"{r['name']:46s} {r['ours']:>14s} {r['ours_s'] * 1e3:8.1f} {r['reference']:>20s} "
+        print(f"{r['name']:58s} {r['ours']:>14s} {r['ours_s'] * 1e3:8.1f} {r['reference']:>20s} "
               f"{r['reference_s'] * 1e3:8.1f} {r['reference_s'] / r['ours_s']:6.2f}")
     print("ratio = reference time / our time (> 1: ours is faster); results asserted equal")
 
