@@ -18,7 +18,7 @@ from course_lib.bert import (IS_NEXT, NOT_NEXT, Bert, BertClassifier, BertForPre
 
 __all__ = ["story_ids", "nsp_example", "pretraining_batch", "classification_batch",
            "pretraining_accuracy", "CLASSIFIERS", "make_classifier", "labelled_subset",
-           "finetune_classifier", "classifier_accuracy"]
+           "finetune_classifier", "classifier_accuracy", "grammaticality_examples"]
 
 def story_ids(tokenizer, sentences: list[str]) -> list[int]:
     """Token ids of consecutive sentences (strict: an unknown word raises ValueError)."""
@@ -68,6 +68,31 @@ def classification_batch(stories, tokenizer, label_names: list[str], max_len: in
     if unknown:
         raise ValueError(f"labels {unknown} not in label_names {label_names}")
     return pad_batch(seqs, tokenizer.pad_id), torch.tensor([label_names.index(s.label) for s in stories])
+
+
+def grammaticality_examples(stories, tokenizer, n: int, seed: int, max_len: int):
+    """A CoLA-style task: ``[CLS] sentence [SEP]`` -> 1 if two adjacent words were swapped, else 0.
+
+    Sentences (>= 5 words) are drawn from ``stories`` in a seeded order; every second one gets
+    two neighbouring, different words swapped (its final "." stays). Telling the two apart needs
+    knowledge of the language's grammar, which masked-LM pre-training has and 64 labels do not
+    teach. Returns (ids (n, t), labels (n,)), half of the labels 1.
+    """
+    sentences = [s for story in stories for s in story.sentences if len(s.split()) >= 5]
+    if not 2 <= n <= len(sentences):
+        raise ValueError(f"n must lie in [2, {len(sentences)}] sentences, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    seqs, labels = [], []
+    for j, i in enumerate(torch.randperm(len(sentences), generator=g)[:n].tolist()):
+        words, label = sentences[i].split()[:-1], j % 2
+        if label:
+            spots = [p for p in range(len(words) - 1) if words[p] != words[p + 1]]
+            p = spots[int(torch.randint(len(spots), (1,), generator=g))]
+            words[p], words[p + 1] = words[p + 1], words[p]
+        ids = tokenizer.encode(" ".join(words + [sentences[i].split()[-1]]))
+        seqs.append(pair_input(ids, None, tokenizer.cls_id, tokenizer.sep_id, max_len)[0])
+        labels.append(label)
+    return pad_batch(seqs, tokenizer.pad_id), torch.tensor(labels)
 
 
 CLASSIFIERS = ("pretrained + fine-tuned", "from scratch", "linear probe (frozen)")

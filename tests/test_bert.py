@@ -349,3 +349,22 @@ def test_checkers_pass_reference_and_explain_mistakes():
     for check in (checks.check_corrupt, checks.check_pair_input, checks.check_bert_embedding_sum,
                   checks.check_cls_head):
         assert check(todo).status == "not implemented yet"
+
+
+def test_grammaticality_examples_swap_half_of_the_sentences():
+    from course_lib.bert_training import grammaticality_examples
+    from course_lib.data.stories import corpus_splits
+    from course_lib.data.tokenizer import build_tokenizer
+
+    tokenizer, stories = build_tokenizer(), corpus_splits(0)["val"]
+    ids, labels = grammaticality_examples(stories, tokenizer, 40, seed=3, max_len=96)
+    assert ids.shape[0] == 40 and labels.sum().item() == 20
+    sentences = {s for story in stories for s in story.sentences}
+    for row, label in zip(ids, labels):
+        text = " ".join(tokenizer.id_to_token[i] for i in row.tolist()
+                        if not tokenizer.id_to_token[i].startswith("["))
+        assert (text in sentences) == (label.item() == 0)
+    again, _ = grammaticality_examples(stories, tokenizer, 40, seed=3, max_len=96)
+    assert torch.equal(ids, again)
+    with pytest.raises(ValueError, match="n must lie in"):
+        grammaticality_examples(stories, tokenizer, 1, seed=0, max_len=96)

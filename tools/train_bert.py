@@ -10,6 +10,8 @@
 3. Fine-tuning with few labels: the story's setting (Story.label, 4 classes) from N labelled
    training stories; pretrained+fine-tuned vs the same architecture from scratch vs a linear
    probe on frozen pretrained features, test-split accuracy, for several seeds.
+4. The same three contenders on a grammar task (CoLA-style): is a sentence as the language
+   writes it, or were two adjacent words swapped? N labelled sentences, 1000 test sentences.
 The checkpoint carries the config and all these metrics as safetensors metadata.
 """
 from __future__ import annotations
@@ -24,8 +26,9 @@ import torch
 from course_lib import setup
 from course_lib.bert import BertConfig, BertForPretraining, pretraining_loss
 from course_lib.bert_training import (CLASSIFIERS, classification_batch, classifier_accuracy,
-                                      finetune_classifier, labelled_subset, make_classifier,
-                                      pretraining_accuracy, pretraining_batch)
+                                      finetune_classifier, grammaticality_examples,
+                                      labelled_subset, make_classifier, pretraining_accuracy,
+                                      pretraining_batch)
 from course_lib.data.stories import ANIMALS, LABELS, OBJECTS, PLACES, corpus_splits
 from course_lib.data.tokenizer import build_tokenizer
 from course_lib.training import data_dir, load_checkpoint, save_checkpoint, train
@@ -33,6 +36,7 @@ from course_lib.training import data_dir, load_checkpoint, save_checkpoint, trai
 CONFIG = dict(d_model=64, n_heads=4, n_layers=2, d_ff=256, max_len=96, dropout=0.0)
 PRETRAIN = dict(steps=3000, batch_size=32, lr=5e-3, warmup=100, seed=0)
 FINETUNE = dict(n_labels=32, steps=40, lr=1e-3, probe_lr=1e-2, batch_size=32)
+GRAMMAR = dict(n_labels=64, steps=60, lr=1e-3, probe_lr=1e-2, batch_size=32, n_test=1000)
 
 
 def pretrain(config: BertConfig, stories, tokenizer, steps: int, batch_size: int, lr: float,
@@ -89,6 +93,30 @@ def compare_finetuning(pretrained: BertForPretraining, splits, tokenizer, seed: 
     return out
 
 
+def compare_grammar(pretrained: BertForPretraining, splits, tokenizer, seed: int, n_labels: int,
+                    steps: int, lr: float, probe_lr: float, batch_size: int, n_test: int) -> dict:
+    """Test accuracy of the three contenders on the swapped-words grammar task, for one seed."""
+    max_len = pretrained.config.max_len
+    x, y = grammaticality_examples(splits["train"], tokenizer, n_labels, seed, max_len)
+    x_test, y_test = grammaticality_examples(splits["test"], tokenizer, n_test, 99, max_len)
+    out = {}
+    for kind in CLASSIFIERS:
+        model = make_classifier(kind, pretrained, 2, seed)
+        finetune_classifier(model, x, y, steps, probe_lr if model.frozen else lr, batch_size, seed)
+        out[kind] = classifier_accuracy(model, x_test, y_test)
+    return out
+
+
+def print_table(title: str, runs: list[dict]) -> dict:
+    """Print per-seed accuracies and means; return {contender: [accuracy per seed]}."""
+    table = {name: [round(r[name], 4) for r in runs] for name in runs[0]}
+    print(title)
+    for name, accs in table.items():
+        print(f"  {name:24s} " + " ".join(f"{a:.3f}" for a in accs)
+              + f"   mean {statistics.mean(accs):.3f}")
+    return table
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=PRETRAIN["steps"])
@@ -111,11 +139,11 @@ def main(argv=None):
     model.eval()
     runs = [compare_finetuning(model, splits, tokenizer, seed, **FINETUNE)
             for seed in range(args.seeds)]
-    table = {name: [round(r[name], 4) for r in runs] for name in runs[0]}
-    for name, accs in table.items():
-        print(f"{name:24s} " + " ".join(f"{a:.3f}" for a in accs)
-              + f"   mean {statistics.mean(accs):.3f}")
+    table = print_table("setting of a story (4 classes):", runs)
     metrics["finetune"] = {"hyper": FINETUNE, "test_accuracy": table}
+    runs = [compare_grammar(model, splits, tokenizer, seed, **GRAMMAR) for seed in range(args.seeds)]
+    table = print_table("grammar: swapped words or not (2 classes):", runs)
+    metrics["finetune_grammar"] = {"hyper": GRAMMAR, "test_accuracy": table}
     path = save_checkpoint(model, args.out, config.to_dict(), metrics)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
