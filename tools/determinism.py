@@ -32,13 +32,27 @@ def sanitizers() -> list[tuple[re.Pattern, str]]:
     return [(re.compile(parser[s]["regex"]), parser[s]["replace"]) for s in parser.sections()]
 
 
+def coalesce_streams(outputs: list) -> list:
+    """Merge consecutive stream outputs of the same name: how the kernel splits printed text
+    into messages depends on timing, the text does not (nbval merges them too)."""
+    merged = []
+    for o in outputs:
+        if (o.output_type == "stream" and merged and merged[-1].output_type == "stream"
+                and merged[-1].name == o.name):
+            merged[-1] = {**merged[-1], "text": merged[-1].text + o.text}
+            merged[-1] = type(o)(merged[-1])
+        else:
+            merged.append(o)
+    return merged
+
+
 def text_outputs(nb, subs) -> list[tuple[int, str]]:
     """(cell index, sanitized text) of every compared output of every compared cell."""
     out = []
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or cell.source.lstrip().startswith("# NBVAL_IGNORE_OUTPUT"):
             continue
-        for o in cell.get("outputs", []):
+        for o in coalesce_streams(cell.get("outputs", [])):
             if o.output_type == "stream":
                 text = f"[{o.name}] {o.text}"
             elif o.output_type == "error":
