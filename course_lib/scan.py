@@ -28,6 +28,9 @@ input, so Ā, B̄ are (b, l, d, n) and no convolution kernel exists:
 
 Ā is zero-order hold (``course_lib.ssm.discretize_zoh_diag``); B̄ is either ZOH or, as in Mamba's
 reference code, the Euler step B̄ = Δ B (the first term of (exp(ΔA) - 1)/A = Δ(1 + ΔA/2 + …)).
+The fast path fuses all of it into one autograd Function: with λ the reverse scan of
+g_h = g_y C and ∂a_t = λ_t h_{t-1}, the gradients are ∂u = Δ Σ_n λB, ∂B = Σ_d λ Δu,
+∂C = Σ_d h g_y, ∂A = Σ_{b,l} Δ ∂a Ā, ∂Δ = Σ_n A ∂a Ā + u Σ_n λB.
 Names: ``u`` input, ``delta`` Δ, ``n`` state size, ``A_bar``/``B_bar`` Ā/B̄.
 """
 from __future__ import annotations
@@ -82,11 +85,13 @@ def default_chunk(length: int) -> int:
     return max(1, 2 ** round(math.log2(max(1.0, math.sqrt(length)))))
 
 
-def _chunk_scan(a: torch.Tensor, x: torch.Tensor, chunk: int, reverse: bool) -> torch.Tensor:
+def _chunk_scan(a: torch.Tensor, x: torch.Tensor, chunk: int, reverse: bool,
+                out: torch.Tensor | None = None) -> torch.Tensor:
     """Chunked scan without autograd. a, x: (b, l, m) contiguous with l % chunk == 0.
 
     forward:  h_t = a_t h_{t-1} + x_t;   reverse (the backward pass):  h_t = a_{t+1} h_{t+1} + x_t
     (a_l = 0). Reads a and x twice and writes h once; only (b, c, m) tensors live between steps.
+    ``out`` may be ``x`` itself (step 3 reads x_t just before overwriting it with h_t).
     """
     b, l, m = x.shape
     c = l // chunk
@@ -107,7 +112,7 @@ def _chunk_scan(a: torch.Tensor, x: torch.Tensor, chunk: int, reverse: bool) -> 
     for k in (range(c - 1, 0, -1) if reverse else range(c - 1)):   # 2: across chunks
         carry = torch.addcmul(s[:, k], p[:, k], carry)
         start[:, k - 1 if reverse else k + 1] = carry
-    h = torch.empty_like(x4)
+    h = torch.empty_like(x4) if out is None else out.view(b, c, chunk, m)
     prev = start
     for t in steps:                                           # 3: rerun from the true start
         prev = torch.addcmul(x4[:, :, t], coef(t), prev, out=h[:, :, t])
@@ -221,16 +226,73 @@ def selective_scan_sequential(u, delta, A, B, C, D=None, method: str = "euler") 
     return torch.stack(ys, 1)                                            # (b, l, d)
 
 
+def _row_times(v: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+    """Row vector times matrix per (b, l): v (b, l, i), M (b, l, i, j) -> (b, l, j).
+
+    This orientation (1 × i times i × j) runs as one fast batched matmul; M may be a transposed
+    view. (``h @ C`` as matrix times column is several times slower on CPU.)"""
+    return (v.unsqueeze(-2) @ M).squeeze(-2)
+
+
+class _SelectiveScan(torch.autograd.Function):
+    """y = Σ_n C ⊙ scan(exp(ΔA), (Δu) B) (Euler B̄, no D) with a hand-written, buffer-reusing backward.
+
+    Only two (b, l', d, n) buffers are made (l' = l padded to a multiple of the chunk): Ā, and
+    x = B̄u which the scan overwrites with h. Backward makes one more, the gradient g_h = g_y C,
+    which the reverse scan overwrites with λ, then with ∂L/∂a = λ_t h_{t-1}, then with ∂L/∂(ΔA);
+    every reduction back to (b, l, d), (b, l, n) or (d, n) is a batched matmul (no product tensor).
+    """
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, chunk):              # u, delta: (b, l, d); B, C: (b, l, n)
+        (b, l, d), n = u.shape, A.shape[1]
+        lp = l + (-l) % chunk
+        A_bar, x = u.new_empty(b, lp, d, n), u.new_empty(b, lp, d, n)
+        A_bar[:, l:], x[:, l:] = 1, 0                        # padding: a = 1, x = 0
+        torch.mul(delta.unsqueeze(-1), A, out=A_bar[:, :l]).exp_()   # (b, l, d, n) exp(ΔA)
+        torch.mul((delta * u).unsqueeze(-1), B.unsqueeze(2), out=x[:, :l])   # (Δu) B
+        h = _chunk_scan(A_bar.view(b, lp, -1), x.view(b, lp, -1), chunk, False, out=x)
+        h = h.view(b, lp, d, n)[:, :l]                       # (b, l, d, n), x's buffer
+        ctx.save_for_backward(u, delta, A, B, C, A_bar, h)
+        ctx.chunk = chunk
+        return _row_times(C, h.transpose(-1, -2))            # (b, l, d) Σ_n C h
+
+    @staticmethod
+    def backward(ctx, grad_y):                               # (b, l, d)
+        u, delta, A, B, C, A_bar, h = ctx.saved_tensors
+        (b, l, d), n, lp = u.shape, A.shape[1], A_bar.shape[1]
+        lam = A_bar.new_empty(b, lp, d, n)
+        lam[:, l:] = 0
+        torch.mul(grad_y.unsqueeze(-1), C.unsqueeze(2), out=lam[:, :l])     # g_h = g_y C
+        _chunk_scan(A_bar.view(b, lp, -1), lam.view(b, lp, -1), ctx.chunk, True, out=lam)
+        lam = lam[:, :l]                                     # λ = ∂L/∂x, (b, l, d, n)
+        lam_B = _row_times(B, lam.transpose(-1, -2))         # (b, l, d) Σ_n λ B
+        grad_B = _row_times(delta * u, lam)                  # (b, l, n) Σ_d λ Δu
+        grad_C = _row_times(grad_y, h)                       # (b, l, n) Σ_d h g_y
+        lam[:, 1:].mul_(h[:, :-1])                           # ∂L/∂a_t = λ_t h_{t-1}, in place
+        lam[:, 0] = 0
+        lam.mul_(A_bar[:, :l])                               # ∂L/∂(ΔA) = ∂L/∂a ⊙ exp(ΔA)
+        grad_A = torch.bmm(delta.reshape(b * l, d).T.unsqueeze(1),          # (d, 1, n)
+                           lam.reshape(b * l, d, n).transpose(0, 1)).squeeze(1)   # Σ_bl δ ∂a
+        grad_delta = lam.mul_(A).sum(-1) + lam_B * u        # (b, l, d) Σ_n A ∂(ΔA) + u Σ_n λB
+        return lam_B * delta, grad_delta, grad_A, grad_B, grad_C, None
+
+
 def selective_scan(u, delta, A, B, C, D=None, method: str = "euler", scan=None) -> torch.Tensor:
     """The selective scan (S6, Algorithm 2) with the fast chunked scan.
 
     u, delta: (b, l, d); A: (d, n); B, C: (b, l, n); D: (d,) or None -> y: (b, l, d).
     Ā, B̄ now depend on the time step: (b, l, d, n), so there is no convolution kernel; compute
         h_t = Ā_t ⊙ h_{t-1} + B̄_t u_t  (a scan over l),   y_t = h_t C_t + D u_t.
-    ``scan(a, x) -> h`` may replace ``scan_chunked`` (e.g. ``scan_sequential`` or mambapy's
-    ``pscan``, for comparisons).
+    Default (``scan=None``, Euler B̄): the fused path, one autograd Function around the chunked
+    scan that keeps two (b, l, d, n) buffers in forward and one in backward (``_SelectiveScan``).
+    ``scan(a, x) -> h`` instead runs the plain-autograd path with that scan (e.g.
+    ``scan_chunked``, ``scan_sequential`` or mambapy's ``pscan``, for comparisons).
     """
     _check_selective(u, delta, A, B, C, D, method, "selective_scan")
+    if scan is None and method == "euler":                   # the fused fast path
+        y = _SelectiveScan.apply(u, delta, A, B, C, default_chunk(u.shape[1]))
+        return y if D is None else y + D * u
     scan = scan_chunked if scan is None else scan
     if method == "euler":   # B̄ u = (Δ u) B: one (b, l, d, n) product instead of two
         A_bar = torch.exp(delta.unsqueeze(-1) * A)                       # (b, l, d, n)
@@ -239,5 +301,5 @@ def selective_scan(u, delta, A, B, C, D=None, method: str = "euler", scan=None) 
         A_bar, B_bar = discretize_selective(delta, A, B, method)         # (b, l, d, n)
         x = B_bar * u.unsqueeze(-1)
     h = scan(A_bar, x)                                                   # (b, l, d, n)
-    y = (h @ C.unsqueeze(-1)).squeeze(-1)                                # (b, l, d)
+    y = _row_times(C, h.transpose(-1, -2))                               # (b, l, d) Σ_n C h
     return y if D is None else y + D * u
