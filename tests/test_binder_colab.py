@@ -153,8 +153,16 @@ def test_binder_resolution_matches_the_tested_environment():
     assert not differ, "Binder would get other versions than the suite tests:\n" + "\n".join(differ)
 
 
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    kinds = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return handler.type is None or any(getattr(k, "id", "") in ("ImportError",
+                                                                 "ModuleNotFoundError")
+                                       for k in kinds)
+
+
 def notebook_imports() -> dict[str, list[str]]:
-    """Top-level module -> notebooks importing it (code cells; IPython magics skipped)."""
+    """Module -> notebooks importing it (code cells; IPython magics and optional imports
+    guarded by ``except ImportError`` skipped)."""
     found: dict[str, list[str]] = {}
     for path in NOTEBOOKS:
         for cell in json.loads(path.read_text())["cells"]:
@@ -162,7 +170,13 @@ def notebook_imports() -> dict[str, list[str]]:
                 continue
             source = "".join(cell["source"])
             source = "\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!")))
-            for node in ast.walk(ast.parse(source)):
+            tree = ast.parse(source)
+            optional = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try)
+                        and any(_catches_import_error(h) for h in t.handlers)
+                        for stmt in t.body for n in ast.walk(stmt)}
+            for node in ast.walk(tree):
+                if id(node) in optional:          # `try: import x / except ImportError:`
+                    continue
                 names = []
                 if isinstance(node, ast.Import):
                     names = [a.name for a in node.names]
