@@ -6,12 +6,20 @@ float64, so ``tolist`` prints short numbers and the stored notebook stays small)
 can be restricted. bertviz draws with JavaScript (require.js, d3, jQuery) fetched from a CDN:
 offline, or in an untrusted notebook, nothing renders — the course's own explorer
 (``course_lib.viz.attention``) always works.
+
+bertviz itself displays three outputs: a ``<script src=require.js>`` tag, the view's HTML and
+its JavaScript. In JupyterLab the external script loads asynchronously, so the JavaScript can
+run before ``require`` exists ("require is not defined": a blank view until the cell is re-run).
+``show`` emits ONE HTML output instead whose script loads require.js first (unless the page
+already has it) and draws in its onload callback.
 """
 from __future__ import annotations
 
 import torch
 
-__all__ = ["prepare_attention", "head_view", "model_view", "OFFLINE_NOTE"]
+__all__ = ["prepare_attention", "head_view", "model_view", "show", "OFFLINE_NOTE"]
+
+REQUIRE_JS = "https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.6/require.min.js"
 
 OFFLINE_NOTE = ("bertviz loads its JavaScript from a CDN: with no internet (or an untrusted "
                 "notebook) the view stays blank. The course's explorer widget works offline.")
@@ -38,15 +46,36 @@ def prepare_attention(weights, tokens: list[str], decimals: int = 3,
     return out
 
 
+def show(view, **kwargs):
+    """Display a bertviz view (``bertviz.head_view``/``model_view`` and their arguments) as one
+    HTML output that loads require.js before drawing. Returns the IPython HTML object."""
+    from IPython.display import HTML, display
+
+    returned = view(html_action="return", **kwargs).data
+    start, end = returned.index('<script type="text/javascript">'), returned.rindex("</script>")
+    markup = returned[:start].replace(f'<script src="{REQUIRE_JS}"></script>', "")
+    draw = returned[start + len('<script type="text/javascript">'):end]
+    loader = ("(function () {\n  function draw() {\n" + draw + "\n  }\n"
+              "  if (typeof window.requirejs === 'function') { draw(); return; }\n"
+              "  var s = document.createElement('script');\n"
+              f"  s.src = '{REQUIRE_JS}';\n"
+              "  s.onload = draw;\n  document.head.appendChild(s);\n})();")
+    html = HTML(markup + '<script type="text/javascript">\n' + loader + "\n</script>")
+    display(html)
+    return html
+
+
 def head_view(weights, tokens: list[str], layers: list[int] | None = None, **kwargs):
     """bertviz head view of self-attention weights (layers, h, t, t) for one sequence."""
     from bertviz import head_view as _head_view
 
-    return _head_view(prepare_attention(weights, tokens, layers=layers), tokens, **kwargs)
+    show(_head_view, attention=prepare_attention(weights, tokens, layers=layers), tokens=tokens,
+         **kwargs)
 
 
 def model_view(weights, tokens: list[str], layers: list[int] | None = None, **kwargs):
     """bertviz model view (every layer x head at once) of self-attention weights."""
     from bertviz import model_view as _model_view
 
-    return _model_view(prepare_attention(weights, tokens, layers=layers), tokens, **kwargs)
+    show(_model_view, attention=prepare_attention(weights, tokens, layers=layers), tokens=tokens,
+         **kwargs)

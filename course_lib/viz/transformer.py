@@ -111,8 +111,10 @@ def encoder_decoder_view(run: dict, layers: list[int] | None = None, decimals: i
     """bertviz head view with Encoder / Decoder / Cross tabs, from ``translate_with_weights``."""
     from bertviz import head_view
 
+    from course_lib.viz.bertviz import show
+
     src, dec = run["src_tokens"], run["dec_tokens"]
-    return head_view(encoder_attention=prepare_attention(run["encoder"], src, decimals, layers),
-                     decoder_attention=prepare_attention(run["decoder"], dec, decimals, layers),
-                     cross_attention=prepare_attention(run["cross"], dec, decimals, layers),
-                     encoder_tokens=src, decoder_tokens=dec)
+    show(head_view, encoder_attention=prepare_attention(run["encoder"], src, decimals, layers),
+         decoder_attention=prepare_attention(run["decoder"], dec, decimals, layers),
+         cross_attention=prepare_attention(run["cross"], dec, decimals, layers),
+         encoder_tokens=src, decoder_tokens=dec)
