@@ -107,15 +107,21 @@ def to_notebook(cells, old=None):
     previous = {}
     if old is not None:
         previous = {c.source: c for c in old.cells if c.cell_type == "code"}
-    for kind, source in cells:
+    for index, (kind, source) in enumerate(cells):
         if kind == "markdown":
             nb.cells.append(nbformat.v4.new_markdown_cell(source))
-        else:
-            cell = nbformat.v4.new_code_cell(source)
-            if source in previous:
-                cell.outputs = previous[source].outputs
-                cell.execution_count = previous[source].execution_count
-            nb.cells.append(cell)
+            continue
+        cell = nbformat.v4.new_code_cell(source)
+        same_place = old.cells[index] if old is not None and index < len(old.cells) else None
+        if source in previous:
+            cell.outputs = previous[source].outputs
+            cell.execution_count = previous[source].execution_count
+        elif ("google.colab" in source and same_place is not None
+              and "google.colab" in same_place.source):
+            # the re-pointed Colab bootstrap cell: it prints nothing off Colab, keep its count
+            cell.outputs = same_place.outputs
+            cell.execution_count = same_place.execution_count
+        nb.cells.append(cell)
     for i, cell in enumerate(nb.cells):  # stable ids keep diffs small
         cell.id = f"c{i:03d}"
     return nb
