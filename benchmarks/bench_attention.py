@@ -16,26 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import torch
 from torch import nn
 
 from course_lib.attention import MultiHeadAttention, attention, attention_naive
+from course_lib.timing import format_rows, median_time
 
 D_MODEL, N_HEADS = 512, 8
-
-
-def median_time(fn, repeats: int = 7, warmup: int = 2) -> float:
-    """Median wall time of fn() over repeats, after warm-up calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def mha_pair(seed: int = 0):
@@ -97,12 +85,7 @@ def run(quick: bool = False) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
-    rows = run(parser.parse_args().quick)
-    print(f"{'benchmark':44s} {'ours':>20s} {'ms':>8s} {'reference':>22s} {'ms':>8s} {'ratio':>6s}")
-    for r in rows:
-        print(f"{r['name']:44s} {r['ours']:>20s} {r['ours_s'] * 1e3:8.2f} {r['reference']:>22s} "
-              f"{r['reference_s'] * 1e3:8.2f} {r['reference_s'] / r['ours_s']:6.2f}")
-    print("ratio = reference time / our time (> 1: ours is faster); outputs asserted equal first")
+    print(format_rows(run(parser.parse_args().quick)))
 
 
 if __name__ == "__main__":

@@ -20,28 +20,16 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import time
 
 import torch
 
 from course_lib.data.stories import corpus_splits
 from course_lib.data.tokenizer import build_tokenizer
+from course_lib.timing import format_rows, median_time
 from course_lib.gpt import (GPT, GPTConfig, encode_stories, generate, load_gpt, next_token_loss,
                             torch_reference)
 
 N_NEW = 200
-
-
-def median_time(fn, repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time of fn() over repeats, after warm-up calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def kv_cache_rows(model, tok, repeats: int, wide: bool) -> list[dict]:
@@ -97,11 +85,7 @@ def run(quick: bool = False) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
-    rows = run(quick=parser.parse_args().quick)
-    print(f"{'benchmark':52s} {'ours':34s} {'s':>8s} {'reference':38s} {'s':>8s} {'ratio':>6s}")
-    for r in rows:
-        print(f"{r['name']:52s} {r['ours']:34s} {r['ours_s']:8.4f} {r['reference']:38s} "
-              f"{r['reference_s']:8.4f} {r['reference_s'] / r['ours_s']:5.1f}x")
+    print(format_rows(run(quick=parser.parse_args().quick)))
 
 
 if __name__ == "__main__":

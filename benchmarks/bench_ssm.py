@@ -14,13 +14,13 @@ FFT >= 100x faster than the direct convolution and kernel + FFT >= 20x faster th
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
 
 from course_lib.ssm import (causal_conv, discretize_zoh, fft_conv, ssm_kernel,
                             ssm_recurrence)
+from course_lib.timing import median_time
 
 N_STATE, DELTA = 16, 0.01
 LENGTHS = (256, 1024, 4096, 16384)
@@ -33,17 +33,6 @@ def make_ssm(length: int, seed: int = 0):
     B, C = torch.randn(N_STATE, 1, generator=g), torch.randn(1, N_STATE, generator=g)
     A_bar, B_bar = discretize_zoh(A, B, DELTA)
     return A_bar, B_bar, C, torch.randn(length, generator=g)
-
-
-def median_time(fn, repeats: int = 3) -> float:
-    """Median wall time of fn() over ``repeats`` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def conv1d_direct(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:

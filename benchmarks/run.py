@@ -20,6 +20,8 @@ import time
 import traceback
 from pathlib import Path
 
+from course_lib.timing import format_rows
+
 HERE = Path(__file__).resolve().parent
 KEYS = ("name", "ours", "ours_s", "reference", "reference_s")
 
@@ -49,21 +51,6 @@ def collect(path: Path, quick: bool) -> list[dict]:
     return rows
 
 
-def format_table(rows: list[dict]) -> str:
-    w_name = max([len("benchmark")] + [len(r["name"]) for r in rows])
-    w_ours = max([len("ours")] + [len(r["ours"]) for r in rows])
-    w_ref = max([len("reference")] + [len(r["reference"]) for r in rows])
-    head = (f"{'topic':10s} {'benchmark':{w_name}s} {'ours':{w_ours}s} {'ms':>9s} "
-            f"{'reference':{w_ref}s} {'ms':>9s} {'ratio':>6s}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        ratio = r["reference_s"] / r["ours_s"] if r["ours_s"] > 0 else float("inf")
-        lines.append(f"{r['topic']:10s} {r['name']:{w_name}s} {r['ours']:{w_ours}s} "
-                     f"{r['ours_s'] * 1e3:9.2f} {r['reference']:{w_ref}s} "
-                     f"{r['reference_s'] * 1e3:9.2f} {ratio:6.2f}")
-    return "\n".join(lines)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("topics", nargs="*", help="e.g. attention ssm (default: every bench_*.py)")
@@ -83,10 +70,9 @@ def main(argv=None) -> int:
         except Exception:  # report and go on with the other modules
             failed.append(path.name)
             print(f"  {path.name} FAILED:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
-    print(format_table(rows))
-    print(f"ratio = reference time / our time (> 1: ours is faster). {os.cpu_count()} cores, "
-          f"load {os.getloadavg()[0]:.1f}{' (quick sizes)' if args.quick else ''}; "
-          "every pair timed in the same run, outputs asserted equal first.")
+    print(format_rows(rows, topic=True))
+    print(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+          f"{' (quick sizes)' if args.quick else ''}; every pair timed in the same run.")
     if failed:
         print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0

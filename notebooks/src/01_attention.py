@@ -281,17 +281,7 @@ print("fused == naive at t=2048")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-import time
-
-
-def median_time(fn, repeats=5):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
+from course_lib.timing import median_time
 
 with torch.inference_mode():
     t_naive = median_time(lambda: attention_naive(q_l, k_l, v_l))
