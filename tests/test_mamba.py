@@ -250,7 +250,7 @@ def test_shipped_induction_checkpoints_extrapolate():
     mamba, meta = load_model(data_dir() / "mamba_induction_mamba.safetensors")
     attention, meta_attn = load_model(data_dir() / "mamba_induction_attention.safetensors")
     accs = meta["metrics"]["accuracy_by_factor"]
-    assert accs["1"] >= 0.95 and accs["8"] >= 0.95 and accs["16"] >= 0.85
+    assert accs["1"] >= 0.95 and accs["8"] >= 0.95 and accs["16"] >= 0.95
     assert meta_attn["metrics"]["accuracy_by_factor"]["1"] >= 0.75
     task = meta["config"]["task"]
     x, y = induction_heads(16, task["length"] * 16, task["n_tokens"], seed=7)
