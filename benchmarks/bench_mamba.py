@@ -22,6 +22,7 @@ import time
 
 import torch
 
+from course_lib.timing import median_time
 from course_lib.scan import (scan_chunked, scan_sequential, scan_sequential_indexed,
                              selective_scan)
 
@@ -37,16 +38,6 @@ def make_inputs(length: int, seed: int = 0, batch: int = BATCH, d: int = D_INNER
     B, C = torch.randn(batch, length, n, generator=g), torch.randn(batch, length, n, generator=g)
     D = torch.ones(d)
     return [t.requires_grad_() for t in (u, delta, A, B, C, D)]
-
-
-def median_time(fn, repeats: int = 5) -> float:
-    fn()                                                  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def paired_times(fn_a, fn_b, repeats: int = 7) -> tuple[float, float]:
