@@ -2,6 +2,13 @@
 
     python tools/determinism.py              # every notebook, 3 runs each
     python tools/determinism.py 01 05 --runs 2
+    python tools/determinism.py --matrix     # one run per CPU-kernel set x thread count
+
+``--matrix`` re-executes each notebook once under every combination of PyTorch's CPU kernel
+sets (``ATEN_CPU_CAPABILITY``: ``default``, ``avx2``, ``avx512`` where this CPU has them) and
+thread counts (``COURSE_THREADS`` 1 and 3 by default; ``--threads 1 2 4`` to choose) and names
+every cell whose text differs from the committed notebook, with the differing values. A stored
+output is a regression baseline only if it survives all of them.
 
 Each run executes the notebook in a fresh kernel as the test suite does (nbclient, cwd
 notebooks/, COURSE_PROGRESS=0, COURSE_THREADS=1). The outputs nbval compares (stdout, stderr,
@@ -66,14 +73,78 @@ def text_outputs(nb, subs) -> list[tuple[int, str]]:
     return out
 
 
-def execute(path: Path):
+def execute(path: Path, env: dict | None = None):
+    """Run the notebook in a fresh kernel; ``env`` updates the kernel's environment."""
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})  # the kernel inherits the environment at its start
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return nb
+
+
+def capabilities() -> list[str]:
+    """The ATEN_CPU_CAPABILITY values this CPU can run (default, avx2, avx512, ...)."""
+    import torch
+
+    native = torch.backends.cpu.get_cpu_capability().lower()
+    order = ["default", "avx2", "avx512"]
+    if native in order:
+        return order[: order.index(native) + 1]
+    return ["default", native]  # e.g. ARM: 'default' and 'sve256' or 'neon'
+
+
+def differing_cells(stored, run) -> list[str]:
+    """One line per cell whose text differs: the cell index and its first differing lines."""
+    by_cell = lambda outs: {i: "".join(t for j, t in outs if j == i) for i, _ in outs}  # noqa: E731
+    a, b = by_cell(stored), by_cell(run)
+    lines = []
+    for i in sorted(set(a) | set(b)):
+        if a.get(i) == b.get(i):
+            continue
+        old = [l for l in a.get(i, "").splitlines() if l not in b.get(i, "").splitlines()]
+        new = [l for l in b.get(i, "").splitlines() if l not in a.get(i, "").splitlines()]
+        lines.append(f"cell {i}: stored {old[:2]} -> got {new[:2]}")
+    return lines
+
+
+def matrix(paths: list[Path], threads: list[int], subs) -> int:
+    """Run every notebook under every (kernel set, thread count); print each unstable cell."""
+    import nbformat
+
+    configs = [(cap, n) for cap in capabilities() for n in threads]
+    unstable = 0
+    for path in paths:
+        stored = text_outputs(nbformat.read(path, as_version=4), subs)
+        for cap, n in configs:
+            start = time.perf_counter()
+            try:
+                run = text_outputs(execute(path, {"ATEN_CPU_CAPABILITY": cap,
+                                                  "COURSE_THREADS": str(n)}), subs)
+                cells = differing_cells(stored, run)
+            except Exception as exc:  # a cell raised: report it as the difference
+                cells = [f"failed: {type(exc).__name__}: "
+                         f"{str(exc).strip().splitlines()[-1][:200]}"]
+            verdict = "identical" if not cells else f"{len(cells)} cell(s) differ"
+            print(f"{path.stem:28s} kernels={cap:8s} threads={n} "
+                  f"({time.perf_counter() - start:4.0f} s): {verdict}", flush=True)
+            for line in cells:
+                print("    " + line, flush=True)
+            unstable += bool(cells)
+    total = len(paths) * len(configs)
+    print(f"{total - unstable} of {total} (notebook, kernels, threads) runs match the stored "
+          f"outputs; kernels tried: {', '.join(capabilities())}; threads: {threads}")
+    return 1 if unstable else 0
 
 
 def first_difference(a, b, label_a: str, label_b: str, context: int = 3) -> str | None:
@@ -91,6 +162,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help="notebook number prefixes (default: all)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--matrix", action="store_true",
+                        help="one run per CPU kernel set x thread count instead of --runs")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 3],
+                        help="thread counts for --matrix (default: 1 3)")
     args = parser.parse_args(argv)
     os.environ["COURSE_PROGRESS"] = "0"
     os.environ.setdefault("COURSE_THREADS", "1")
@@ -99,6 +174,8 @@ def main(argv=None) -> int:
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if args.names:
         paths = [p for p in paths if any(p.stem.startswith(n) for n in args.names)]
+    if args.matrix:
+        return matrix(paths, args.threads, subs)
     failed = 0
     for path in paths:
         stored = text_outputs(nbformat.read(path, as_version=4), subs)

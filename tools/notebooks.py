@@ -53,17 +53,25 @@ def badges(name: str, conf: dict) -> str:
 
 
 def bootstrap_source(conf: dict) -> str:
-    """The first code cell: on Colab fetch the course and install course_lib; elsewhere nothing."""
-    return f'''# Colab only: fetch the course and install course_lib (Colab's own torch is kept).
-# Everywhere else (JupyterLab, Binder) this cell does nothing.
+    """The first code cell: on Colab fetch the course and install course_lib; elsewhere nothing.
+
+    It installs ``course_lib[colab]`` (the course package and bertviz) and nothing of Colab's
+    own: every dependency is a range that Colab's packages already satisfy, so pip adds what is
+    missing and upgrades nothing (torch, ipywidgets, ... stay Colab's). Run twice, or after
+    *Restart session*, it finds everything in place and only changes directory.
+    """
+    return f'''# Colab only: fetch the course and install course_lib + bertviz, keeping Colab's own packages
+# (torch, ipywidgets, ...). Everywhere else (JupyterLab, Binder) this cell does nothing.
 import sys
 
 if "google.colab" in sys.modules:
-    import os, subprocess
+    import importlib.util, os, subprocess
     if not os.path.isdir("/content/course"):
         subprocess.run(["git", "clone", "--depth", "1", "--branch", "{conf["branch"]}",
                         "{conf["repository"]}", "/content/course"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/course"], check=True)
+    if not all(importlib.util.find_spec(m) for m in ("course_lib", "bertviz")):
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e",
+                        "/content/course[colab]"], check=True)
     sys.path.insert(0, "/content/course")  # the editable install is seen only after a restart
     os.chdir("/content/course/notebooks")'''
 
@@ -107,6 +115,8 @@ def to_notebook(cells, old=None):
     previous = {}
     if old is not None:
         previous = {c.source: c for c in old.cells if c.cell_type == "code"}
+        if "widgets" in old.metadata:  # the stored widget state (static views of the explorers)
+            nb.metadata["widgets"] = old.metadata["widgets"]
     for index, (kind, source) in enumerate(cells):
         if kind == "markdown":
             nb.cells.append(nbformat.v4.new_markdown_cell(source))
@@ -116,6 +126,7 @@ def to_notebook(cells, old=None):
         if source in previous:
             cell.outputs = previous[source].outputs
             cell.execution_count = previous[source].execution_count
+            cell.metadata = previous[source].metadata
         elif ("google.colab" in source and same_place is not None
               and "google.colab" in same_place.source):
             # the re-pointed Colab bootstrap cell: it prints nothing off Colab, keep its count
