@@ -17,12 +17,29 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["prepare_attention", "head_view", "model_view", "show", "OFFLINE_NOTE"]
+__all__ = ["prepare_attention", "head_view", "model_view", "show", "bertviz_view", "OFFLINE_NOTE",
+           "MISSING_NOTE"]
 
 REQUIRE_JS = "https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.6/require.min.js"
 
 OFFLINE_NOTE = ("bertviz loads its JavaScript from a CDN: with no internet (or an untrusted "
                 "notebook) the view stays blank. The course's explorer widget works offline.")
+
+
+MISSING_NOTE = ("bertviz is not installed, so this view is skipped (`pip install bertviz`, or run "
+                "the notebook's first cell on Colab); the explorer widget above shows the same "
+                "maps.")
+
+
+def bertviz_view(name: str):
+    """bertviz's ``head_view`` or ``model_view``, or None after printing MISSING_NOTE when the
+    optional bertviz package is absent: a missing extra never stops a notebook."""
+    try:
+        import bertviz
+    except ImportError:
+        print(MISSING_NOTE)
+        return None
+    return getattr(bertviz, name)
 
 
 def prepare_attention(weights, tokens: list[str], decimals: int = 3,
@@ -67,15 +84,17 @@ def show(view, **kwargs):
 
 def head_view(weights, tokens: list[str], layers: list[int] | None = None, **kwargs):
     """bertviz head view of self-attention weights (layers, h, t, t) for one sequence."""
-    from bertviz import head_view as _head_view
-
+    _head_view = bertviz_view("head_view")
+    if _head_view is None:
+        return
     show(_head_view, attention=prepare_attention(weights, tokens, layers=layers), tokens=tokens,
          **kwargs)
 
 
 def model_view(weights, tokens: list[str], layers: list[int] | None = None, **kwargs):
     """bertviz model view (every layer x head at once) of self-attention weights."""
-    from bertviz import model_view as _model_view
-
+    _model_view = bertviz_view("model_view")
+    if _model_view is None:
+        return
     show(_model_view, attention=prepare_attention(weights, tokens, layers=layers), tokens=tokens,
          **kwargs)

@@ -109,9 +109,11 @@ def decoding_explorer(model, data, sentences: list[str], golds: list | None = No
 
 def encoder_decoder_view(run: dict, layers: list[int] | None = None, decimals: int = 3):
     """bertviz head view with Encoder / Decoder / Cross tabs, from ``translate_with_weights``."""
-    from bertviz import head_view
+    from course_lib.viz.bertviz import bertviz_view, show
 
-    from course_lib.viz.bertviz import show
+    head_view = bertviz_view("head_view")
+    if head_view is None:
+        return
 
     src, dec = run["src_tokens"], run["dec_tokens"]
     show(head_view, encoder_attention=prepare_attention(run["encoder"], src, decimals, layers),
