@@ -8,12 +8,12 @@ equation out (and returns the weights, for plots), ``MultiHeadAttention`` uses P
 
 Masks are boolean and ``True`` means "may attend" (PyTorch's ``nn.MultiheadAttention`` uses the
 opposite convention for its boolean ``attn_mask``; ``load_from_torch`` handles the weights only).
-Shapes: ``b`` batch, ``h`` heads, ``t`` query length, ``s`` key length, ``d`` d_model, ``dh`` d_head.
+Shapes: ``b`` batch, ``nh`` heads (the paper's h; ``h`` is the SSM hidden state in 06-07),
+``t`` query length, ``s`` key length, ``d`` d_model, ``dh`` d_head.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -24,7 +24,7 @@ from torch import nn
 from course_lib import ShapeError, check_shapes
 
 __all__ = ["attention_naive", "attention", "causal_mask", "padding_mask", "split_heads",
-           "merge_heads", "MultiHeadAttention", "KVCache", "check_mask"]
+           "merge_heads", "MultiHeadAttention", "KVCache", "ConcatKVCache", "check_mask"]
 
 
 def causal_mask(t: int, s: int | None = None, device=None) -> torch.Tensor:
@@ -85,18 +85,25 @@ def _check_qkv(q, k, v, mask):
     return target
 
 
-def attention_naive(q, k, v, mask=None, scale: float | None = None):
+def attention_naive(q, k, v, mask=None, scale: float | None = None, dropout_p: float = 0.0):
     """softmax(q kᵀ · scale) v written out; returns ``(out, weights)``.
 
     q: (..., t, dh), k: (..., s, dh), v: (..., s, dv), mask broadcastable to (..., t, s)
     (True = may attend). scale defaults to 1/√dh. out: (..., t, dv), weights: (..., t, s).
+    dropout_p > 0 drops attention *weights* (each zeroed with probability p, the others scaled
+    by 1/(1-p)) before they multiply v, as ``F.scaled_dot_product_attention(dropout_p=p)``
+    does; the weights returned are the ones used (like ``nn.MultiheadAttention``'s).
     """
     _check_qkv(q, k, v, mask)
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must lie in [0, 1), got {dropout_p}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = (q @ k.transpose(-2, -1)) * scale                     # (..., t, s)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = scores.softmax(dim=-1)                               # (..., t, s), rows sum to 1
+    if dropout_p > 0:
+        weights = F.dropout(weights, dropout_p)                    # rows sum to 1 on average
     return weights @ v, weights                                    # (..., t, dv), (..., t, s)
 
 
@@ -114,41 +121,101 @@ def attention(q, k, v, mask=None, scale: float | None = None, is_causal: bool = 
 
 
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """(b, t, d) -> (b, h, t, dh): cut the width into h heads of dh = d / h features."""
+    """(b, t, d) -> (b, nh, t, dh): cut the width into nh heads of dh = d / nh features."""
     if x.dim() != 3 or x.shape[-1] % n_heads:
         raise ShapeError(f"split_heads: expected (b, t, d) with d divisible by h={n_heads}, "
                          f"received {tuple(x.shape)}")
-    return rearrange(x, "b t (h dh) -> b h t dh", h=n_heads)
+    return rearrange(x, "b t (nh dh) -> b nh t dh", nh=n_heads)
 
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
-    """(b, h, t, dh) -> (b, t, h*dh): concatenate the heads again."""
+    """(b, nh, t, dh) -> (b, t, nh*dh): concatenate the heads again."""
     if x.dim() != 4:
         raise ShapeError(f"merge_heads: expected (b, h, t, dh), received {tuple(x.shape)}")
-    return rearrange(x, "b h t dh -> b t (h dh)")
+    return rearrange(x, "b nh t dh -> b t (nh dh)")
 
 
-@dataclass
 class KVCache:
-    """Keys and values of the positions seen so far, for incremental (autoregressive) decoding."""
-    k: torch.Tensor | None = None   # (b, h, s, dh)
-    v: torch.Tensor | None = None   # (b, h, s, dh)
-    extra: dict = field(default_factory=dict)
+    """Keys and values of the positions seen so far, for incremental (autoregressive) decoding.
+
+    The buffers are preallocated: the first ``append`` allocates (b, nh, max_len, dh) for k and
+    for v, and each step writes only its t new positions in place, so T decoding steps copy
+    O(T) numbers in all. (``ConcatKVCache``, which re-concatenates every step, copies the
+    whole cache each time: O(T²).) Without ``max_len``, or past it, the capacity doubles, so
+    the copying stays O(T) amortized. ``k`` and ``v`` are views of the filled part.
+    """
+
+    def __init__(self, max_len: int | None = None):
+        if max_len is not None and max_len < 1:
+            raise ValueError(f"max_len must be >= 1 (or None), got {max_len}")
+        self.max_len = max_len
+        self._k = self._v = None    # (b, nh, capacity, dh) buffers
+        self._n = 0                 # positions filled
 
     @property
     def length(self) -> int:
-        return 0 if self.k is None else self.k.shape[-2]
+        return self._n
+
+    @property
+    def k(self) -> torch.Tensor | None:
+        return None if self._k is None else self._k[:, :, :self._n]   # (b, nh, s, dh)
+
+    @property
+    def v(self) -> torch.Tensor | None:
+        return None if self._v is None else self._v[:, :, :self._n]   # (b, nh, s, dh)
 
     def append(self, k: torch.Tensor, v: torch.Tensor):
-        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
-        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        """Store k, v (b, nh, t, dh) after the cached positions; return all (b, nh, s + t, dh)."""
+        if torch.is_grad_enabled() and (k.requires_grad or v.requires_grad):
+            # under autograd, writing in place would modify what earlier steps saved for backward
+            return ConcatKVCache.append(self, k, v)
+        self._check(k, v)
+        end = self._n + k.shape[2]
+        if self._k is None or end > self._k.shape[2]:
+            self._grow(k, end)
+        self._k[:, :, self._n:end] = k                  # copies only the t new positions
+        self._v[:, :, self._n:end] = v
+        self._n = end
         return self.k, self.v
+
+    def _grow(self, k: torch.Tensor, needed: int):
+        """Allocate max_len on first use (if it fits), else double the capacity; keep the data."""
+        capacity = 0 if self._k is None else self._k.shape[2]
+        first = (self.max_len or 0) if capacity == 0 else 0
+        size = max(needed, first, 2 * capacity)
+        old_k, old_v, n = self.k, self.v, self._n
+        self._k = k.new_empty(k.shape[0], k.shape[1], size, k.shape[3])   # (b, nh, size, dh)
+        self._v = k.new_empty(k.shape[0], k.shape[1], size, k.shape[3])
+        if n:
+            self._k[:, :, :n], self._v[:, :, :n] = old_k, old_v
+
+    def _check(self, k: torch.Tensor, v: torch.Tensor):
+        ref = None if self._k is None else self._k.shape
+        fits = k.dim() == 4 and k.shape == v.shape and (
+            ref is None or (k.shape[:2] == ref[:2] and k.shape[3] == ref[3]))
+        if not fits:
+            cached = None if self._k is None else tuple(self.k.shape)
+            raise ShapeError(f"KVCache.append: expected k, v of one shape (b, nh, t, dh) that "
+                             f"continues the cache {cached}, received k {tuple(k.shape)}, "
+                             f"v {tuple(v.shape)}")
+
+
+class ConcatKVCache(KVCache):
+    """The textbook cache, kept as the reference: ``torch.cat`` of the whole cache every step
+    (O(s) copying per step, O(T²) over T steps). Same interface and results as ``KVCache``."""
+
+    def append(self, k: torch.Tensor, v: torch.Tensor):
+        self._check(k, v)
+        self._k = k if self._k is None else torch.cat([self.k, k], dim=2)   # (b, nh, s + t, dh)
+        self._v = v if self._v is None else torch.cat([self.v, v], dim=2)
+        self._n = self._k.shape[2]
+        return self._k, self._v
 
 
 class MultiHeadAttention(nn.Module):
     """Multi-head attention: project, split into heads, attend in parallel, concat, project.
 
-        head_i = Attention(X W_Q^i, M W_K^i, M W_V^i),  MHA = Concat(head_1..head_h) W_O
+        head_i = Attention(X W_Q^i, M W_K^i, M W_V^i),  MHA = Concat(head_1..head_nh) W_O
 
     M = X for self-attention, M = ``memory`` (e.g. the encoder output) for cross-attention.
     ``qkv_proj`` holds W_Q, W_K, W_V stacked as one (3d, d) matrix, exactly like
@@ -166,7 +233,7 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
     def project(self, x: torch.Tensor, memory: torch.Tensor | None = None):
-        """Q from x; K, V from memory (cross) or x (self). Each (b, h, len, dh)."""
+        """Q from x; K, V from memory (cross) or x (self). Each (b, nh, len, dh)."""
         d = self.d_model
         if memory is None:
             q, k, v = self.qkv_proj(x).split(d, dim=-1)                 # 3 x (b, t, d)
@@ -180,27 +247,28 @@ class MultiHeadAttention(nn.Module):
                 is_causal: bool = False, need_weights: bool = False,
                 cache: KVCache | None = None,
                 rotate: Callable[[torch.Tensor, torch.Tensor, int], tuple] | None = None):
-        """x: (b, t, d); memory: (b, s, d) or None; mask broadcastable to (b, h, t, s).
+        """x: (b, t, d); memory: (b, s, d) or None; mask broadcastable to (b, nh, t, s).
 
         is_causal: block future keys (self-attention). cache: a KVCache that new keys/values
         are appended to (incremental decoding). rotate(q, k, offset): e.g. RoPE, applied to
-        the per-head q and k. Returns ``(out (b, t, d), weights (b, h, t, s) or None)``.
+        the per-head q and k. Returns ``(out (b, t, d), weights (b, nh, t, s) or None)``.
+        In training mode, dropout drops attention weights on both paths (fused and naive); the
+        weights returned are the dropped ones that multiplied v.
         """
         self._check_inputs(x, memory)
-        q, k, v = self.project(x, memory)                               # (b, h, t|s, dh)
+        q, k, v = self.project(x, memory)                               # (b, nh, t|s, dh)
         offset = 0 if cache is None else cache.length
         if rotate is not None:
             q, k = rotate(q, k, offset)
         if cache is not None:
-            k, v = cache.append(k, v)                                   # (b, h, offset+t, dh)
+            k, v = cache.append(k, v)                                   # (b, nh, offset+t, dh)
         t, s = q.shape[-2], k.shape[-2]
         if is_causal:
             causal = causal_mask(t, s, device=x.device)                 # (t, s)
             mask = causal if mask is None else (check_mask(mask, (*q.shape[:-1], s)) & causal)
         drop = self.dropout if self.training else 0.0
         if need_weights:
-            out, weights = attention_naive(q, k, v, mask=mask)
-            out = F.dropout(out, drop) if drop else out
+            out, weights = attention_naive(q, k, v, mask=mask, dropout_p=drop)
         else:
             _check_qkv(q, k, v, mask)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)

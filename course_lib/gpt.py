@@ -4,13 +4,17 @@
 (``course_lib.transformer.EncoderLayer`` with ``norm_first=True``) whose self-attention is
 *causal*, so position i only sees tokens 1..i. Trained on next-token prediction,
 
-    L = -1/N Σ_i ln p_θ(x_{i+1} | x_1 .. x_i),    p_θ(· | x_≤i) = softmax(h_i W_Eᵀ)
+    L = -1/N Σ_i ln p_θ(x_{i+1} | x_1 .. x_i),    p_θ(· | x_≤i) = softmax(LN(x_i) W_Eᵀ)
 
-with h_i the final hidden state and W_E the token embedding (tied input/output weights, as in
-GPT-2). Generation samples one token at a time; a ``KVCache`` per layer keeps the keys and
-values of past positions, so each new token costs O(t) instead of recomputing O(t²).
+with x_i the last block's output at position i and W_E the token embedding (tied input/output
+weights, as in GPT-2). Generation samples one token at a time. Recomputing the whole prefix
+at every step costs, over T generated tokens, O(T²) for the projections and FFN and O(T³) for
+attention. A ``KVCache`` per layer keeps the keys and values of past positions, so each step
+projects only the newest token (projections and FFN: O(T) in total) and attends over the t
+cached keys (attention: still O(t) a step, O(T²) in total). The cache is preallocated, so
+storing a step's keys copies only that step's positions.
 The sampling rules (greedy, temperature, top-k, top-p) are small functions on logits.
-Shapes: b batch, t length, d d_model, v vocabulary.
+Shapes: b batch, t length, d d_model, v vocabulary, nh heads.
 """
 from __future__ import annotations
 
@@ -77,13 +81,15 @@ class GPT(nn.Module):
         if not self.tok_emb.weight.is_meta:
             nn.init.normal_(self.tok_emb.weight, std=0.02)
 
-    def new_caches(self) -> list[KVCache]:
-        """One empty KVCache per block, for incremental decoding."""
-        return [KVCache() for _ in self.blocks]
+    def new_caches(self, max_len: int | None = None, cache_type: type = KVCache) -> list[KVCache]:
+        """One empty cache per block, for incremental decoding, preallocated for ``max_len``
+        positions (default: the context length). ``cache_type=ConcatKVCache``: the reference."""
+        max_len = self.config.context_len if max_len is None else max_len
+        return [cache_type(max_len) for _ in self.blocks]
 
     def forward(self, ids: torch.Tensor, caches: list[KVCache] | None = None,
                 need_weights: bool = False):
-        """ids (b, t) -> logits (b, t, v); with need_weights also the maps (layers, b, h, t, s).
+        """ids (b, t) -> logits (b, t, v); with need_weights also the maps (layers, b, nh, t, s).
 
         With ``caches`` the t tokens continue the cached ones (positions offset by the cache).
         """
@@ -95,7 +101,7 @@ class GPT(nn.Module):
             x, w = block(x, is_causal=causal, need_weights=need_weights,
                          cache=None if caches is None else caches[i])
             maps.append(w)
-        logits = F.linear(self.norm(x), self.tok_emb.weight)  # (b, t, v) tied: h W_Eᵀ
+        logits = F.linear(self.norm(x), self.tok_emb.weight)  # (b, t, v) tied: LN(x) W_Eᵀ
         return (logits, torch.stack(maps)) if need_weights else logits
 
     def _check_ids(self, ids, caches) -> int:
@@ -294,12 +300,12 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
 def generate(model: GPT, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
              use_cache: bool = True, generator: torch.Generator | None = None,
-             stop_id: int | None = None) -> torch.Tensor:
+             stop_id: int | None = None, cache_type: type = KVCache) -> torch.Tensor:
     """Autoregressive decoding: append max_new_tokens tokens to ids (b, t) -> (b, t + new).
 
-    use_cache=True feeds only the newest token each step (KV cache); False recomputes the
-    whole prefix every step (same tokens, t times more work). Stops early when every row
-    has produced ``stop_id``.
+    use_cache=True feeds only the newest token each step (a ``cache_type`` per block,
+    preallocated for t + max_new_tokens positions); False recomputes the whole prefix every
+    step (same tokens, more work). Stops early when every row has produced ``stop_id``.
     """
     if ids.dim() == 1:
         ids = ids[None]
@@ -313,7 +319,7 @@ def generate(model: GPT, ids: torch.Tensor, max_new_tokens: int, temperature: fl
         raise ValueError(f"prompt of {ids.shape[1]} tokens + {max_new_tokens} new tokens is "
                          f"longer than the context of {context} tokens")
     model.eval()
-    caches = model.new_caches() if use_cache else None
+    caches = model.new_caches(ids.shape[1] + max_new_tokens, cache_type) if use_cache else None
     logits = model(ids, caches=caches)[:, -1]                  # (b, v) prefill
     done = torch.zeros(ids.shape[0], dtype=torch.bool)
     for step in range(max_new_tokens):

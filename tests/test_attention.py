@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.attention import (KVCache, MultiHeadAttention, attention, attention_naive,
-                                  causal_mask, merge_heads, padding_mask, split_heads)
+from course_lib.attention import (ConcatKVCache, KVCache, MultiHeadAttention, attention,
+                                  attention_naive, causal_mask, merge_heads, padding_mask,
+                                  split_heads)
 
 
 @pytest.fixture
@@ -86,6 +87,69 @@ def test_kv_cache_equals_full_causal(pair):
     assert cache.length == 6
 
 
+@pytest.mark.parametrize("make", [lambda: KVCache(12), lambda: KVCache(), lambda: KVCache(2)],
+                         ids=["preallocated", "growing", "too small"])
+def test_kv_cache_preallocated_equals_concatenation(pair, make):
+    _, ours = pair
+    x = torch.randn(2, 12, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        out = {}
+        for name, cache in (("ours", make()), ("cat", ConcatKVCache())):
+            steps = [ours(x[:, :4], is_causal=True, cache=cache)[0]]              # prefill 4
+            steps += [ours(x[:, i:i + 1], cache=cache)[0] for i in range(4, 12)]
+            out[name] = (torch.cat(steps, 1), cache.k, cache.v)
+    for a, b in zip(out["ours"], out["cat"]):
+        assert torch.equal(a, b)                                  # bit for bit
+    assert out["ours"][1].shape == (2, 4, 12, 8)
+
+
+def test_kv_cache_writes_in_place_without_reallocating():
+    cache = KVCache(max_len=50)
+    k = torch.randn(1, 2, 1, 4)
+    cache.append(k, k)
+    buffer = cache._k.data_ptr()
+    for i in range(49):
+        cache.append(k + i, k - i)
+    assert cache._k.data_ptr() == buffer and cache.length == 50
+    torch.testing.assert_close(cache.k[0, 0, 1:, 0], k[0, 0, 0, 0] + torch.arange(49.0))
+    cache.append(k, k)                                             # past max_len: grows
+    assert cache.length == 51 and cache._k.shape[2] == 100
+    growing = KVCache()
+    for _ in range(9):
+        growing.append(k, k)
+    assert growing._k.shape[2] == 16                              # doubling: 1, 2, 4, 8, 16
+
+
+def test_kv_cache_under_autograd_gives_gradients(pair):
+    _, ours = pair
+    x = torch.randn(1, 5, 32, requires_grad=True)
+    cache = KVCache(5)
+    out = torch.cat([ours(x[:, i:i + 1], cache=cache)[0] for i in range(5)], 1)
+    out.pow(2).sum().backward()
+    x2 = x.detach().clone().requires_grad_()
+    ours(x2, is_causal=True)[0].pow(2).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+
+
+def test_dropout_drops_the_weights_not_the_output():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(32, 4, dropout=0.5).train()
+    x = torch.randn(2, 6, 32)
+    with torch.no_grad():
+        q, k, v = mha.project(x)                                   # (b, nh, t, dh)
+        _, clean = attention_naive(q, k, v)                        # (b, nh, t, t) undropped
+        out, w = mha(x, need_weights=True)
+    # the output is exactly the returned (dropped) weights applied to v
+    torch.testing.assert_close(out, mha.out_proj(merge_heads(w @ v)))
+    kept = w != 0
+    assert 0.35 < kept.float().mean() < 0.65                      # about half the weights dropped
+    torch.testing.assert_close(w[kept], clean[kept] / 0.5)        # survivors scaled by 1/(1-p)
+    # dropping the output instead (the old behaviour) would leave the weights undropped
+    assert not torch.allclose(w, clean)
+    with pytest.raises(ValueError, match=r"dropout_p must lie in \[0, 1\)"):
+        attention_naive(q, k, v, dropout_p=1.0)
+
+
 def test_split_merge_roundtrip():
     x = torch.randn(2, 3, 12)
     torch.testing.assert_close(split_heads(x, 4), x.view(2, 3, 4, 3).transpose(1, 2))
@@ -109,6 +173,9 @@ def test_split_merge_roundtrip():
                        mask=causal_mask(3), is_causal=True), r"either is_causal"),
     (lambda: split_heads(torch.randn(2, 3, 10), 4), r"divisible by h=4"),
     (lambda: causal_mask(5, 3), r"1 <= t <= s"),
+    (lambda: KVCache(4).append(torch.randn(1, 2, 1, 4), torch.randn(1, 2, 1, 3)),
+     r"k, v of one shape \(b, nh, t, dh\)"),
+    (lambda: KVCache(0), r"max_len must be >= 1"),
     (lambda: padding_mask([3, 0], 4), r"lengths must lie in \[1, s=4\]"),
     (lambda: MultiHeadAttention(32, 4).load_from_torch(nn.MultiheadAttention(32, 8)),
      r"expected nn.MultiheadAttention\(32, 4\)"),

@@ -59,6 +59,28 @@ def test_kv_cache_equals_recomputation():
                        generate(model, prompt, 20, top_k=5, use_cache=False, generator=g2))
 
 
+def test_preallocated_cache_generates_what_the_concatenating_cache_did():
+    from course_lib.attention import ConcatKVCache, KVCache
+
+    model = tiny()
+    prompt = torch.randint(0, 30, (3, 4), generator=torch.Generator().manual_seed(3))
+    new = generate(model, prompt, 36, greedy=True)                       # preallocated (default)
+    old = generate(model, prompt, 36, greedy=True, cache_type=ConcatKVCache)
+    assert torch.equal(new, old) and new.shape == (3, 40)
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    assert torch.equal(generate(model, prompt, 30, top_p=0.9, generator=g1),
+                       generate(model, prompt, 30, top_p=0.9, generator=g2,
+                                cache_type=ConcatKVCache))
+    caches = model.new_caches(10)                   # preallocated: one buffer for all 10 steps
+    with torch.no_grad():
+        model(prompt, caches=caches)
+        start = caches[0].k.data_ptr()
+        for i in range(6):
+            model(prompt[:, :1], caches=caches)
+    assert isinstance(caches[0], KVCache) and caches[0].k.data_ptr() == start
+    assert caches[0].k.shape == (3, 4, 10, 8)
+
+
 @pytest.mark.parametrize("name", list(GPT2_FAMILY))
 def test_param_count_formula_matches_meta_model(name):
     config = GPTConfig.gpt2(name)
