@@ -7,7 +7,10 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: lab test install install-dev build-notebooks budget bench browser-deps binder-resolve ci-deps clean
+NBVAL   = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+.PHONY: lab test install install-dev build-notebooks budget bench browser-deps binder-resolve ci-deps \
+	colab-install colab-run colab-profile clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +31,14 @@ install-dev: $(VENV)/.installed-dev
 lab: install
 	$(BIN)/jupyter lab notebooks/
 
+# The whole suite (unit tests, strict nbval, browser, tools) under this CPU's native kernels and
+# one thread, then strict nbval again under PyTorch's portable kernels with three threads: a
+# stored output that depends on the CPU's vector kernels or the thread count fails here.
 test: install-dev
-	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(NBVAL) $(PYTEST_ARGS)
+	@echo "nbval again: ATEN_CPU_CAPABILITY=default COURSE_THREADS=3"
+	ATEN_CPU_CAPABILITY=default COURSE_THREADS=3 $(BIN)/python -m pytest -n 2 --dist loadfile \
+		$(NBVAL) notebooks
 
 build-notebooks: install-dev
 	$(BIN)/python tools/notebooks.py build
@@ -52,5 +60,16 @@ binder-resolve: install-dev
 
 ci-deps: browser-deps binder-resolve
 
+# The Colab profile (tests/colab_profile.py): Colab's package versions in .venv-colab plus what
+# the bootstrap cell installs (online), then every notebook run to its last cell in a Colab-like
+# kernel and the explorer tests under ipywidgets 7.7 (offline).
+colab-install: install-dev
+	$(BIN)/python tests/colab_profile.py install
+
+colab-run: install-dev
+	$(BIN)/python tests/colab_profile.py run
+
+colab-profile: colab-install colab-run
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info artifacts
+	rm -rf $(VENV) .venv-colab .pytest_cache build *.egg-info artifacts

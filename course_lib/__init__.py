@@ -11,10 +11,12 @@ Glossary (one name per concept, lowercase axes everywhere)
 ``b``      batch size
 ``t``      sequence length (``l`` in the SSM/Mamba modules, as in the papers)
 ``s``      length of the *source* sequence in cross-attention (keys/values)
-``d``      model width, ``d_model`` (Mamba: the inner width ``d_inner``)
-``h``      number of attention heads, ``n_heads``
+``d``      model width, ``d_model``; SSM channels (Mamba: the inner width ``d_inner``)
+``nh``     number of attention heads, ``n_heads`` (the paper's h)
 ``dh``     width of one head, ``d_head = d_model // n_heads``  (the lecture's d_k)
 ``v``      vocabulary size
+``x, y``   a layer's input and output sequences (SSMs too: the Mamba paper's x, S4's u)
+``h``      SSM hidden state (the Mamba paper's h, S4's x); never heads
 ``n``      SSM state size (``d_state``)
 ``q,k,v``  query, key, value tensors  (Q = X W_Q, K = X W_K, V = X W_V)
 ``A, B, C, D``  SSM matrices; ``A_bar, B_bar`` their discretized forms (Ā, B̄)
@@ -22,7 +24,7 @@ Glossary (one name per concept, lowercase axes everywhere)
 ``K_bar``  the SSM convolution kernel K̄ = (CB̄, CĀB̄, …, CĀ^{L-1}B̄)
 =========  ===============================================================
 
-Shape comments read like ``# (b, h, t, dh)``. Masks are boolean with ``True`` = "may attend".
+Shape comments read like ``# (b, nh, t, dh)``. Masks are boolean with ``True`` = "may attend".
 """
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ def course(tmp_path) -> Path:
     (tmp_path / "tools").mkdir()
     (tmp_path / "notebooks" / "src").mkdir(parents=True)
     shutil.copy(ROOT / "tools" / "notebooks.py", tmp_path / "tools")
+    shutil.copy(ROOT / "tools" / "claims.py", tmp_path / "tools")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, tmp_path / name)
     for src, nb in PAIRS:
@@ -113,3 +114,83 @@ def test_repoint_refuses_a_url_that_is_not_a_github_repository(course):
     out = tool(course, "repoint", "https://gitlab.com/someone/course")
     assert out.returncode != 0 and "expected https://github.com/OWNER/REPO" in out.stderr
     assert (course / "pyproject.toml").read_text() == before
+
+
+# ------------------------------------------------------------------ the claims check
+
+def _notebook(prose: str, printed: str, code: str = "print(result)") -> dict:
+    return {"cells": [{"cell_type": "markdown", "source": prose},
+                      {"cell_type": "code", "source": code,
+                       "outputs": [{"output_type": "stream", "name": "stdout", "text": printed}]}]}
+
+
+def test_claims_check_passes_numbers_the_notebook_prints_and_catches_a_planted_drift():
+    sys.path.insert(0, str(ROOT / "tools"))
+    from claims import unmatched_claims
+
+    printed = "S6 accuracy 98.8% (3 seeds: 98.1-99.2), speed-up 1,250x\n"
+    ok = "S6 reaches **98.8%** over 3 seeds and runs 1250× faster."
+    assert unmatched_claims(_notebook(ok, printed)) == []
+    drifted = unmatched_claims(_notebook(ok.replace("98.8", "97.5"), printed))
+    assert [(i, n) for i, n, _ in drifted] == [(0, "97.5")]
+    # same digits, other rounding: "98.80" is not "98.8", "99" is not "98.8"
+    assert [n for _, n, _ in unmatched_claims(_notebook("about 99% and 98.80%", printed))] == \
+        ["99", "98.80"]
+
+
+def test_claims_check_accepts_citations_math_code_and_notebook_numbers_only():
+    sys.path.insert(0, str(ROOT / "tools"))
+    from claims import unmatched_claims
+
+    exempt = ("## 5. Results\n"
+              "The paper reports 18.3% for S4 inside the Mamba block (Gu & Dao, 2023, Table 1).\n"
+              "Wavelengths grow like $2\\pi \\cdot 10000^{2i/d}$; `d_model=64` is set in the code, "
+              "see notebook 03 and [04 · BERT](04_bert.ipynb), §6 and 01_attention.\n"
+              "1. first step\n")
+    assert unmatched_claims(_notebook(exempt, "nothing\n", code="d_model = 64")) == []
+    uncited = "The paper reports 18.3% for S4 inside the Mamba block. We get 44.0%."
+    assert [n for _, n, _ in unmatched_claims(_notebook(uncited, "44.0\n"))] == ["18.3"]
+    # a citation covers its own sentence only
+    two = "S4 gets 18.3% (Gu & Dao, 2023). Ours gets 51.2%."
+    assert [n for _, n, _ in unmatched_claims(_notebook(two, "nothing\n"))] == ["51.2"]
+
+
+def test_check_fails_on_a_number_the_prose_states_but_no_output_shows(course):
+    _, nb = PAIRS[0]
+    path = course / "notebooks" / nb.name
+    data = json.loads(path.read_text())
+    first_md = next(c for c in data["cells"] if c["cell_type"] == "markdown")
+    first_md["source"] = "".join(first_md["source"]) + "\nIt measures 123.456 on every run.\n"
+    path.write_text(json.dumps(data))
+    out = tool(course, "check")
+    assert out.returncode == 1 and "'123.456' is neither shown" in out.stdout, out.stdout
+
+
+# ------------------------------------------------------------------ the determinism matrix
+
+def test_determinism_matrix_names_a_cell_that_depends_on_kernels_or_threads(tmp_path):
+    import nbformat
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import determinism
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("print('stable', round(0.1 + 0.2, 3))"),
+                nbformat.v4.new_code_cell("import os\nprint('threads', os.environ['COURSE_THREADS'])"),
+                nbformat.v4.new_code_cell(
+                    "import torch\nprint('kernels', torch.backends.cpu.get_cpu_capability())")]
+    path = tmp_path / "99_planted.ipynb"
+    nbformat.write(nb, path)
+    executed = determinism.execute(path, {"COURSE_THREADS": "1", "ATEN_CPU_CAPABILITY": "default"})
+    nbformat.write(executed, path)                   # the "committed" baseline
+    lines = []
+    status = determinism.matrix([path], [1, 3], determinism.sanitizers(), report=lines.append)
+    text = "\n".join(lines)
+    assert status == 1
+    assert "cell 1: stored ['[stdout] threads 1'] -> got ['[stdout] threads 3']" in text, text
+    assert "kernels=default  threads=1" in text and ": identical" in text, text
+    if len(determinism.capabilities()) > 1:          # a CPU with vector kernels beyond default
+        assert "cell 2: stored ['[stdout] kernels DEFAULT']" in text, text
+    assert "cell 0" not in text, "a stable cell is never reported"

@@ -118,10 +118,13 @@ def differing_cells(stored, run) -> list[str]:
     return lines
 
 
-def matrix(paths: list[Path], threads: list[int], subs) -> int:
-    """Run every notebook under every (kernel set, thread count); print each unstable cell."""
+def matrix(paths: list[Path], threads: list[int], subs, report=None) -> int:
+    """Run every notebook under every (kernel set, thread count); report each unstable cell.
+
+    ``report`` receives each line (default: print). Returns 1 when any run differs."""
     import nbformat
 
+    report = report or (lambda line: print(line, flush=True))
     configs = [(cap, n) for cap in capabilities() for n in threads]
     unstable = 0
     for path in paths:
@@ -136,14 +139,14 @@ def matrix(paths: list[Path], threads: list[int], subs) -> int:
                 cells = [f"failed: {type(exc).__name__}: "
                          f"{str(exc).strip().splitlines()[-1][:200]}"]
             verdict = "identical" if not cells else f"{len(cells)} cell(s) differ"
-            print(f"{path.stem:28s} kernels={cap:8s} threads={n} "
-                  f"({time.perf_counter() - start:4.0f} s): {verdict}", flush=True)
+            report(f"{path.stem:28s} kernels={cap:8s} threads={n} "
+                   f"({time.perf_counter() - start:4.0f} s): {verdict}")
             for line in cells:
-                print("    " + line, flush=True)
+                report("    " + line)
             unstable += bool(cells)
     total = len(paths) * len(configs)
-    print(f"{total - unstable} of {total} (notebook, kernels, threads) runs match the stored "
-          f"outputs; kernels tried: {', '.join(capabilities())}; threads: {threads}")
+    report(f"{total - unstable} of {total} (notebook, kernels, threads) runs match the stored "
+           f"outputs; kernels tried: {', '.join(capabilities())}; threads: {threads}")
     return 1 if unstable else 0
 
 

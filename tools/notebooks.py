@@ -5,7 +5,8 @@ and built into ``notebooks/NN_topic.ipynb`` with their executed outputs (the nbv
 
     python tools/notebooks.py build [01 02 ...]   # src -> ipynb, then execute and store outputs
     python tools/notebooks.py sync  [01 ...]      # src -> ipynb sources, keep outputs if unchanged
-    python tools/notebooks.py check               # every ipynb matches its src (exit 1 if not)
+    python tools/notebooks.py check               # every ipynb matches its src, and every number
+                                                  # its prose states is shown or cited (claims.py)
     python tools/notebooks.py repoint URL [--branch B]   # point badges + Colab cells at a fork
 
 Cell markers in a src file: ``# %%`` code, ``# %% [markdown]`` markdown (lines start with "# "),
@@ -195,6 +196,11 @@ def cmd_check() -> int:
                       if c.cell_type == "code" and c.execution_count is None]
         if unexecuted:
             bad.append(f"{target.name}: code cells {unexecuted[:5]} have no stored outputs")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from claims import check as check_claims
+
+    bad += check_claims([NOTEBOOKS / f"{src.stem}.ipynb" for src in select([])
+                         if (NOTEBOOKS / f"{src.stem}.ipynb").exists()])
     for line in bad:
         print(line)
     print("notebooks match their sources" if not bad else f"{len(bad)} problem(s)")

@@ -1,6 +1,7 @@
-"""Train the notebook-06 long-range models and ship them as tiny checkpoints in data/.
+"""Train the notebook-06 models and ship them as tiny checkpoints in data/.
 
     python tools/train_ssm.py                      # both models -> data/ssm_{long,local}.safetensors
+    python tools/train_ssm.py --dense-a            # dense-A sweep -> data/ssm_dense_a.safetensors
     python tools/train_ssm.py --out-dir /tmp/ssm   # re-measure without touching data/
 
 Measured on the course machine (2 cores shared with other jobs, load ~12): 2.5-6 minutes of
@@ -14,6 +15,14 @@ Two ``SSMClassifier`` models of identical size, read at the last position:
 - ``ssm_long``: S4D kernels as long as the input (can carry the signal ~1000 steps);
 - ``ssm_local``: the same model with every kernel cut to 64 taps (cannot see far: the baseline).
 Seeded: a re-run reproduces the shipped accuracies (one torch thread).
+
+``--dense-a`` (notebook 06 §7, "training a dense A directly"): one SISO SSM with a dense,
+trainable A (``course_lib.s4.DenseSSM``, n = 16, Δ learnable from 0.01) fitted by Adam to the
+kernel of a long-range task, "y_k = mean of x over lags 500..599", for 300 steps
+(``fit_kernel``: the loss is the task's exact population loss for a white-noise input, 1 for the
+zero output). Three initializations of A (naive random N(0, 1/n) entries; the same shifted to be
+stable, max Re λ = -0.5; HiPPO-LegS) x 3 seeds x 3 learning rates: 27 runs, about a minute of
+CPU. The checkpoint holds every trained SSM; the metadata holds the losses and max |λ̄|.
 """
 from __future__ import annotations
 
@@ -26,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib import setup
-from course_lib.s4 import SSMClassifier, SSMConfig, long_range_batch
+from course_lib.s4 import DenseSSM, SSMClassifier, SSMConfig, fit_kernel, init_ssm, long_range_batch
 from course_lib.training import accuracy, data_dir, save_checkpoint, train
 
 LENGTH, SPAN, N_CLASSES, N_NOISE = 1024, 128, 8, 8
@@ -76,14 +85,59 @@ def train_one(name: str, window: int | None, steps: int, batch: int, lr: float,
     return metrics
 
 
+DENSE = {"length": 1024, "lags": [500, 600], "n": 16, "delta": 0.01, "steps": 300,
+         "lrs": [0.003, 0.01, 0.03], "seeds": [0, 1, 2], "inits": ["random", "stable", "hippo"]}
+
+
+def dense_target(length: int = DENSE["length"], lags=DENSE["lags"]) -> torch.Tensor:
+    """K_target: y_k = the mean of x_{k-j} over lags j in [lags[0], lags[1]) -> (length,)."""
+    j = torch.arange(length)
+    return ((j >= lags[0]) & (j < lags[1])).double() / (lags[1] - lags[0])
+
+
+def dense_init(kind: str, seed: int, n: int = DENSE["n"]):
+    """A, B, C for one run: init_ssm's "random" or "hippo"; "stable" = random A - (max Re λ + 0.5) I."""
+    A, B, C = init_ssm("hippo" if kind == "hippo" else "random", n, seed)
+    if kind == "stable":
+        A = A - (torch.linalg.eigvals(A).real.max() + 0.5) * torch.eye(n, dtype=A.dtype)
+    return A, B, C
+
+
+def train_dense_sweep(out_dir=None) -> dict:
+    """Every init x seed x lr of DENSE, one ModuleDict of DenseSSMs -> data/ssm_dense_a.safetensors."""
+    setup(seed=0, verbose=False)
+    target = dense_target()
+    runs, metrics = torch.nn.ModuleDict(), {}
+    for kind in DENSE["inits"]:
+        for seed in DENSE["seeds"]:
+            for lr in DENSE["lrs"]:
+                key = f"{kind}_seed{seed}_lr{DENSE['lrs'].index(lr)}"
+                model = DenseSSM(*dense_init(kind, seed), delta=DENSE["delta"])
+                history = fit_kernel(model, target, steps=DENSE["steps"], lr=lr, record_every=50)
+                runs[key] = model
+                metrics[key] = {"init": kind, "seed": seed, "lr": lr, "history": history}
+                print(f"{key:22s} loss {history[0][1]:10.4g} -> {history[-1][1]:10.4g}   "
+                      f"max|λ̄| {history[0][2]:.4f} -> {history[-1][2]:.4f}", flush=True)
+    path = save_checkpoint(runs, (out_dir or data_dir()) / "ssm_dense_a.safetensors",
+                           config={**DENSE, "runs": list(runs)}, metrics=metrics)
+    print(f"-> {path}")
+    return metrics
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--out-dir", type=Path, default=None, help="default: data/")
+    parser.add_argument("--dense-a", action="store_true",
+                        help="only the dense-A sweep of notebook 06 §7 (ssm_dense_a)")
     args = parser.parse_args()
     start = time.perf_counter()
+    if args.dense_a:
+        train_dense_sweep(args.out_dir)
+        print(f"total {time.perf_counter() - start:.0f} s")
+        return
     for name, window in (("ssm_long", None), ("ssm_local", 64)):
         train_one(name, window, args.steps, args.batch, args.lr, args.out_dir)
     print(f"total {time.perf_counter() - start:.0f} s")
