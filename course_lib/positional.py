@@ -15,6 +15,15 @@ angle m·θ_i, θ_i = base^(-2i/dh), so that q_m · k_n depends only on the offs
 
     (R(mθ) q) · (R(nθ) k) = q · R((n − m)θ) k
 
+Pairing convention: ``rotate_pairs`` rotates *interleaved* pairs (x_2i, x_2i+1), as in the
+RoFormer paper. LLaMA-style checkpoints (e.g. Hugging Face's ``rotate_half``) pair feature i
+with feature i + dh/2 instead (``rotate_half``). The two are the same rotation up to one fixed
+permutation of the q/k features (``rope_half_permutation``), so loading such weights into
+interleaved code means permuting the rows of W_Q and W_K, not changing the maths.
+
+Shapes: ``b`` batch, ``nh`` attention heads (the paper's h), ``t`` length, ``d`` d_model,
+``dh`` width of one head.
+
 Modules add to (b, t, d) inputs; ``RotaryEmbedding`` plugs into
 ``MultiHeadAttention.forward(..., rotate=rope)``. The end of the module holds notebook 02's
 experiment: the "token k places back" task and a one-layer encoder with a switchable encoding.
@@ -29,7 +38,8 @@ from torch import nn
 from course_lib import ShapeError
 
 __all__ = ["sinusoidal_table", "sinusoidal_shift_matrix", "SinusoidalPositional",
-           "LearnedPositional", "RotaryEmbedding", "rotate_pairs", "rope_angles", "tokens_back",
+           "LearnedPositional", "RotaryEmbedding", "rotate_pairs", "rotate_half",
+           "rope_half_permutation", "rope_angles", "tokens_back",
            "local_mask", "tokens_back_accuracy", "PositionTaskModel", "ENCODINGS",
            "load_position_models"]
 
@@ -124,17 +134,21 @@ def rope_angles(positions: torch.Tensor, d_head: int, base: float = 10000.0) -> 
     return positions.double()[:, None] * theta[None, :]
 
 
+def _check_rotation(name: str, x: torch.Tensor, angles: torch.Tensor) -> None:
+    if angles.dim() != 2 or x.dim() < 2:
+        raise ShapeError(f"{name}: expected x (..., t, dh) and angles (t, dh/2), received "
+                         f"{tuple(x.shape)} and {tuple(angles.shape)}")
+    if x.shape[-1] != 2 * angles.shape[-1] or x.shape[-2] != angles.shape[0]:
+        raise ShapeError(f"{name}: expected x (..., t={angles.shape[0]}, "
+                         f"dh={2 * angles.shape[-1]}), received {tuple(x.shape)}")
+
+
 def rotate_pairs(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate each pair (x_2i, x_2i+1) of x (..., t, dh) by angles (t, dh/2).
+    """Rotate each interleaved pair (x_2i, x_2i+1) of x (..., t, dh) by angles (t, dh/2).
 
         [x'_2i, x'_2i+1] = [x_2i cos a − x_2i+1 sin a,  x_2i sin a + x_2i+1 cos a]
     """
-    if angles.dim() != 2 or x.dim() < 2:
-        raise ShapeError(f"rotate_pairs: expected x (..., t, dh) and angles (t, dh/2), received "
-                         f"{tuple(x.shape)} and {tuple(angles.shape)}")
-    if x.shape[-1] != 2 * angles.shape[-1] or x.shape[-2] != angles.shape[0]:
-        raise ShapeError(f"rotate_pairs: expected x (..., t={angles.shape[0]}, "
-                         f"dh={2 * angles.shape[-1]}), received {tuple(x.shape)}")
+    _check_rotation("rotate_pairs", x, angles)
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)     # (t, dh/2)
     x1, x2 = x[..., 0::2], x[..., 1::2]                                # (..., t, dh/2)
     out = torch.empty_like(x)
@@ -143,8 +157,30 @@ def rotate_pairs(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def rotate_half(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """RoPE with the "rotate-half" pairing of LLaMA-style checkpoints: x_i pairs with x_i+dh/2.
+
+        [x'_i, x'_i+dh/2] = [x_i cos a − x_i+dh/2 sin a,  x_i sin a + x_i+dh/2 cos a]
+
+    The same rotation as ``rotate_pairs`` on permuted features: with
+    p = rope_half_permutation(dh), rotate_half(x[..., p], a) == rotate_pairs(x, a)[..., p].
+    """
+    _check_rotation("rotate_half", x, angles)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)     # (t, dh/2)
+    x1, x2 = x.chunk(2, dim=-1)                                        # (..., t, dh/2) each
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (..., t, dh)
+
+
+def rope_half_permutation(d_head: int) -> torch.Tensor:
+    """The (dh,) feature order (0, 2, 4, …, 1, 3, 5, …) that turns interleaved pairs
+    (2i, 2i+1) into rotate-half pairs (i, i + dh/2)."""
+    _check_even(d_head, "d_head")
+    return torch.cat([torch.arange(0, d_head, 2), torch.arange(1, d_head, 2)])
+
+
 class RotaryEmbedding(nn.Module):
-    """RoPE: ``rope(q, k, offset)`` rotates per-head q, k (b, h, t, dh) by their positions."""
+    """RoPE: ``rope(q, k, offset)`` rotates per-head q, k (b, nh, t, dh) by their positions
+    (interleaved pairs, ``rotate_pairs``)."""
 
     def __init__(self, d_head: int, max_len: int = 4096, base: float = 10000.0):
         super().__init__()
@@ -225,7 +261,7 @@ class PositionTaskModel(nn.Module):
         self.norm, self.head = nn.LayerNorm(d_model), nn.Linear(d_model, vocab_size)
 
     def forward(self, tokens: torch.Tensor, need_weights: bool = False, window: int | None = None):
-        """Returns ``(logits (b, t, v), [weights (b, h, t, t) or None per layer])``.
+        """Returns ``(logits (b, t, v), [weights (b, nh, t, t) or None per layer])``.
 
         window: if given, query m only sees keys n with |m − n| < window (a local mask).
         """

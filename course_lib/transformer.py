@@ -20,6 +20,15 @@ maps each decoder vector to one score per target word:
 The argmax is an *index*; the target vocabulary says which word it is. Training uses teacher
 forcing (``teacher_forcing_loss``); inference decodes greedily, one word at a time, re-using
 the decoder's past keys and values (``greedy_decode``, with a KV cache per layer).
+
+Deviation from the paper: its three token matrices are one shared weight (source embedding,
+target embedding and the pre-softmax Linear, Vaswani et al. 2017 §3.4, over a shared BPE
+vocabulary). Here they are *untied*: ``src_embed``, ``tgt_embed`` and ``vocab_proj`` are three
+separate matrices, because the two toy languages have separate vocabularies.
+
+Shapes: ``b`` batch, ``s`` source length, ``t`` target length, ``d`` d_model, ``nh`` heads
+(the paper's h), ``dh`` = d / nh, ``v`` target vocabulary size, ``f`` = d_ff. Masks are
+boolean, True = may attend, broadcastable to (b, nh, t, s).
 """
 from __future__ import annotations
 
@@ -40,7 +49,11 @@ _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
 
 class FeedForward(nn.Module):
-    """Position-wise FFN: the same two-layer MLP applied to every position, (b, t, d) -> (b, t, d)."""
+    """Position-wise FFN: the same two-layer MLP applied to every position, (b, t, d) -> (b, t, d).
+
+    One MLP for the whole layer, shared by all positions, applied to the d-wide vector after
+    the heads were concatenated and mixed by W_O: there is no feed-forward net per head.
+    """
 
     def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu"):
         super().__init__()
@@ -50,7 +63,8 @@ class FeedForward(nn.Module):
         self.act, self.dropout = _ACTIVATIONS[activation], nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear2(self.dropout(self.act(self.linear1(x))))
+        hidden = self.dropout(self.act(self.linear1(x)))                   # (b, t, f)
+        return self.linear2(hidden)                                        # (b, t, d)
 
 
 class EncoderLayer(nn.Module):
@@ -72,23 +86,23 @@ class EncoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, is_causal: bool = False,
                 need_weights: bool = False, cache: KVCache | None = None, rotate=None):
-        """x: (b, t, d); mask broadcastable to (b, h, t, s), True = may attend.
+        """x: (b, t, d); mask broadcastable to (b, nh, t, t), True = may attend.
 
-        Returns ``(x, weights)``; weights (b, h, t, s) when need_weights else None.
+        Returns ``(x (b, t, d), weights)``; weights (b, nh, t, t) when need_weights else None.
         """
         def attend(z):
             out, w = self.self_attn(z, mask=mask, is_causal=is_causal, need_weights=need_weights,
-                                    cache=cache, rotate=rotate)
+                                    cache=cache, rotate=rotate)          # (b, t, d), (b, nh, t, t)
             return self.dropout1(out), w
 
         if self.norm_first:
-            a, weights = attend(self.norm1(x))
+            a, weights = attend(self.norm1(x))                             # (b, t, d)
             x = x + a
-            x = x + self.dropout2(self.ffn(self.norm2(x)))
+            x = x + self.dropout2(self.ffn(self.norm2(x)))                 # (b, t, d)
         else:
-            a, weights = attend(x)
+            a, weights = attend(x)                                         # (b, t, d)
             x = self.norm1(x + a)
-            x = self.norm2(x + self.dropout2(self.ffn(x)))
+            x = self.norm2(x + self.dropout2(self.ffn(x)))                 # (b, t, d)
         return x, weights
 
     @torch.no_grad()
@@ -118,8 +132,9 @@ class DecoderLayer(nn.Module):
                 need_weights: bool = False, cache: KVCache | None = None):
         """x: (b, t, d) target so far; memory: (b, s, d) encoder output.
 
-        memory_mask (e.g. source padding) broadcastable to (b, h, t, s). Returns
-        ``(x, (self_weights, cross_weights))``, weights None unless need_weights.
+        memory_mask (e.g. source padding) broadcastable to (b, nh, t, s); self_mask (target
+        padding) to (b, nh, t, t), combined with the causal mask. Returns ``(x (b, t, d),
+        (self_weights (b, nh, t, t), cross_weights (b, nh, t, s)))``, None unless need_weights.
         """
         if memory.dim() != 3 or memory.shape[-1] != x.shape[-1] or memory.shape[0] != x.shape[0]:
             raise ValueError(f"memory: expected shape (b={x.shape[0]}, s, d={x.shape[-1]}) to match "
@@ -127,25 +142,25 @@ class DecoderLayer(nn.Module):
 
         def self_block(z):
             out, w = self.self_attn(z, mask=self_mask, is_causal=is_causal,
-                                    need_weights=need_weights, cache=cache)
+                                    need_weights=need_weights, cache=cache)  # (b, t, d), (b, nh, t, t)
             return self.dropout1(out), w
 
-        def cross_block(z):
+        def cross_block(z):                                                # Q from z, K, V from memory
             out, w = self.cross_attn(z, memory, mask=memory_mask, need_weights=need_weights)
-            return self.dropout2(out), w
+            return self.dropout2(out), w                                   # (b, t, d), (b, nh, t, s)
 
         if self.norm_first:
-            a, w_self = self_block(self.norm1(x))
+            a, w_self = self_block(self.norm1(x))                          # (b, t, d)
             x = x + a
-            c, w_cross = cross_block(self.norm2(x))
+            c, w_cross = cross_block(self.norm2(x))                        # (b, t, d)
             x = x + c
-            x = x + self.dropout3(self.ffn(self.norm3(x)))
+            x = x + self.dropout3(self.ffn(self.norm3(x)))                 # (b, t, d)
         else:
-            a, w_self = self_block(x)
+            a, w_self = self_block(x)                                      # (b, t, d)
             x = self.norm1(x + a)
-            c, w_cross = cross_block(x)
+            c, w_cross = cross_block(x)                                    # (b, t, d)
             x = self.norm2(x + c)
-            x = self.norm3(x + self.dropout3(self.ffn(x)))
+            x = self.norm3(x + self.dropout3(self.ffn(x)))                 # (b, t, d)
         return x, (w_self, w_cross)
 
     @torch.no_grad()
@@ -166,7 +181,7 @@ def _copy_ffn_norms(ours: nn.Module, theirs: nn.Module, norms: tuple[str, ...]) 
 
 # ----------------------------------------------------------------- stacks of N layers
 class Encoder(nn.Module):
-    """N encoder layers: (b, s, d) -> (b, s, d) memory, plus each layer's weights (b, h, s, s)."""
+    """N encoder layers: (b, s, d) -> (b, s, d) memory, plus each layer's weights (b, nh, s, s)."""
 
     def __init__(self, n_layers: int, d_model: int, n_heads: int, d_ff: int | None = None,
                  dropout: float = 0.0, activation: str = "relu", norm_first: bool = False):
@@ -182,7 +197,7 @@ class Encoder(nn.Module):
         for layer in self.layers:
             x, w = layer(x, mask=mask, need_weights=need_weights)         # (b, s, d)
             weights.append(w)
-        return self.norm(x), weights
+        return self.norm(x), weights                                        # (b, s, d)
 
 
 class Decoder(nn.Module):
@@ -199,7 +214,7 @@ class Decoder(nn.Module):
     def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor | None = None,
                 self_mask: torch.Tensor | None = None, caches: list[KVCache] | None = None,
                 need_weights: bool = False):
-        """Returns ``(x (b, t, d), self_weights, cross_weights)``: lists of (b, h, t, t|s) or None."""
+        """Returns ``(x (b, t, d), self_weights, cross_weights)``: lists of (b, nh, t, t|s) or None."""
         if memory.dim() != 3 or memory.shape[-1] != self.d_model:
             raise ValueError(f"encoder and decoder widths differ: the decoder has d_model="
                              f"{self.d_model} but the encoder memory has shape "
@@ -211,10 +226,10 @@ class Decoder(nn.Module):
         for i, layer in enumerate(self.layers):
             x, (w_self, w_cross) = layer(x, memory, memory_mask, self_mask, is_causal=True,
                                          need_weights=need_weights,
-                                         cache=None if caches is None else caches[i])
+                                         cache=None if caches is None else caches[i])  # (b, t, d)
             self_ws.append(w_self)
             cross_ws.append(w_cross)
-        return self.norm(x), self_ws, cross_ws
+        return self.norm(x), self_ws, cross_ws                              # (b, t, d)
 
 
 # ----------------------------------------------------------------- the encoder-decoder model
@@ -258,15 +273,16 @@ class TransformerConfig:
 class Transformer(nn.Module):
     """Encoder-decoder Transformer (Vaswani et al. 2017): source ids -> target word scores.
 
-    forward(src (b, s), tgt_in (b, t)) -> (logits (b, t, v_tgt), weights or None); weights is
-    {"encoder", "decoder", "cross"}: lists (one per layer) of (b, h, s, s), (b, h, t, t), (b, h, t, s).
+    forward(src (b, s), tgt_in (b, t)) -> (logits (b, t, v), weights or None); weights is
+    {"encoder", "decoder", "cross"}: lists (one per layer) of (b, nh, s, s), (b, nh, t, t),
+    (b, nh, t, s). Embeddings are untied (the paper ties them, §3.4): see the module docstring.
     """
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
         c = self.config = config
-        self.src_embed = nn.Embedding(c.src_vocab_size, c.d_model)
-        self.tgt_embed = nn.Embedding(c.tgt_vocab_size, c.d_model)
+        self.src_embed = nn.Embedding(c.src_vocab_size, c.d_model)         # untied: three separate
+        self.tgt_embed = nn.Embedding(c.tgt_vocab_size, c.d_model)         # token matrices
         self.pos = SinusoidalPositional(c.d_model, c.max_len)
         self.encoder = Encoder(c.n_encoder_layers, c.d_model, c.n_heads, c.d_ff, c.dropout)
         self.decoder = Decoder(c.n_decoder_layers, c.d_model, c.n_heads, c.d_ff, c.dropout)
@@ -281,13 +297,13 @@ class Transformer(nn.Module):
                              f"positional table of max_len={self.config.max_len} (sequence "
                              f"length {ids.shape[1]}); shorten it or raise TransformerConfig.max_len")
         x = table(ids) * math.sqrt(self.config.d_model)                    # (b, t, d)
-        return self.dropout(self.pos(x, offset))
+        return self.dropout(self.pos(x, offset))                           # (b, t, d)
 
     def encode(self, src: torch.Tensor, need_weights: bool = False):
         """src (b, s) -> memory (b, s, d), source padding mask (b, 1, 1, s), encoder weights."""
         memory_mask = (src != self.config.pad_id)[:, None, None, :]        # (b, 1, 1, s)
         memory, weights = self.encoder(self.embed(src, self.src_embed, "src"), memory_mask,
-                                       need_weights)
+                                       need_weights)                               # (b, s, d)
         return memory, memory_mask, weights
 
     def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, memory_mask=None,
@@ -299,13 +315,13 @@ class Transformer(nn.Module):
         offset = 0 if caches is None else caches[0].length
         x = self.embed(tgt_in, self.tgt_embed, "tgt", offset)              # (b, t, d)
         x, self_ws, cross_ws = self.decoder(x, memory, memory_mask, caches=caches,
-                                            need_weights=need_weights)
+                                            need_weights=need_weights)     # (b, t, d)
         return self.vocab_proj(x), self_ws, cross_ws                       # (b, t, v)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, need_weights: bool = False):
-        memory, memory_mask, enc_ws = self.encode(src, need_weights)
+        memory, memory_mask, enc_ws = self.encode(src, need_weights)      # (b, s, d), (b, 1, 1, s)
         logits, self_ws, cross_ws = self.decode(tgt_in, memory, memory_mask,
-                                                need_weights=need_weights)
+                                                need_weights=need_weights)  # (b, t, v)
         weights = {"encoder": enc_ws, "decoder": self_ws, "cross": cross_ws} if need_weights else None
         return logits, weights
 
@@ -329,14 +345,14 @@ def teacher_forcing_loss(model: Transformer, src: torch.Tensor, tgt_in: torch.Te
     if logits.shape[:2] != tgt_out.shape:
         raise ValueError(f"tgt_out: expected shape {tuple(logits.shape[:2])} like tgt_in, "
                          f"received {tuple(tgt_out.shape)}")
-    return F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=-100,
+    return F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=-100,  # (b·t, v)
                            label_smoothing=label_smoothing)
 
 
 @dataclass
 class Decoded:
     """Output of greedy_decode: tokens (b, n) after [BOS] ([PAD] after [EOS]) and, when asked,
-    the cross-attention of every generated word, (layers, b, h, n, s)."""
+    the cross-attention of every generated word, (layers, b, nh, n, s)."""
     tokens: torch.Tensor
     cross: torch.Tensor | None = None
 
@@ -355,17 +371,17 @@ def greedy_decode(model: Transformer, src: torch.Tensor, max_new_tokens: int | N
         raise ValueError(f"max_new_tokens must lie in [1, max_len={c.max_len}], got {max_new_tokens}")
     model.eval()
     memory, memory_mask, _ = model.encode(src)                             # (b, s, d)
-    ys = torch.full((src.shape[0], 1), c.bos_id, dtype=torch.long, device=src.device)
-    caches = [KVCache() for _ in model.decoder.layers] if use_cache else None
+    ys = torch.full((src.shape[0], 1), c.bos_id, dtype=torch.long, device=src.device)  # (b, 1)
+    caches = [KVCache(c.max_len) for _ in model.decoder.layers] if use_cache else None
     done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
     cross = []
     for _ in range(max_new_tokens):
         logits, _, cross_ws = model.decode(ys[:, -1:] if use_cache else ys, memory, memory_mask,
-                                           caches, need_weights)
+                                           caches, need_weights)          # (b, 1 or i+1, v)
         next_id = logits[:, -1].argmax(-1).masked_fill(done, c.pad_id)     # (b,)
-        ys = torch.cat([ys, next_id[:, None]], dim=1)
+        ys = torch.cat([ys, next_id[:, None]], dim=1)                      # (b, i+2)
         if need_weights:
-            cross.append(torch.stack([w[:, :, -1:] for w in cross_ws]))    # (layers, b, h, 1, s)
+            cross.append(torch.stack([w[:, :, -1:] for w in cross_ws]))    # (layers, b, nh, 1, s)
         done |= next_id == c.eos_id
         if done.all():
             break
@@ -395,7 +411,8 @@ def beam_search(model: Transformer, src: torch.Tensor, beam_size: int = 4,
         ys = torch.tensor([seq for seq, _ in beams], device=src.device)    # (k, i+1)
         k = ys.shape[0]
         logits, _, _ = model.decode(ys, memory.expand(k, -1, -1), memory_mask.expand(k, -1, -1, -1))
-        scores = torch.tensor([s for _, s in beams])[:, None] + logits[:, -1].log_softmax(-1).cpu()
+        logp = logits[:, -1].log_softmax(-1).cpu()                         # (k, v) next word
+        scores = torch.tensor([s for _, s in beams])[:, None] + logp        # (k, v) whole prefix
         top = scores.flatten().topk(beam_size)                             # best (prefix, word) pairs
         beams = []
         for score, index in zip(top.values.tolist(), top.indices.tolist()):

@@ -11,7 +11,8 @@ from course_lib.checks.positional import (check_diagonal_spread, check_rope_angl
                                           check_sinusoidal_table, diagonal_spread)
 from course_lib.positional import (LearnedPositional, PositionTaskModel,
                                    RotaryEmbedding, SinusoidalPositional, rope_angles,
-                                   rotate_pairs, sinusoidal_shift_matrix, sinusoidal_table,
+                                   rope_half_permutation, rotate_half, rotate_pairs,
+                                   sinusoidal_shift_matrix, sinusoidal_table,
                                    load_position_models, tokens_back, tokens_back_accuracy)
 from course_lib.training import data_dir, train
 from course_lib.viz.positional import rope_explorer, rope_scores, sinusoidal_explorer
@@ -56,6 +57,29 @@ def test_rotate_pairs_equals_complex_multiplication():
     want = torch.view_as_real(z * torch.polar(torch.ones(5, 4), angles)).reshape(2, 5, 8)
     torch.testing.assert_close(rotate_pairs(x, angles), want)
     torch.testing.assert_close(rotate_pairs(x, angles).norm(dim=-1), x.norm(dim=-1))
+
+
+def test_rotate_half_is_rotate_pairs_on_permuted_features():
+    g = torch.Generator().manual_seed(1)
+    q, k = torch.randn(2, 3, 7, 8, generator=g), torch.randn(2, 3, 7, 8, generator=g)
+    angles = rope_angles(torch.arange(7), 8).float()
+    perm = rope_half_permutation(8)
+    assert perm.tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
+    torch.testing.assert_close(rotate_half(q[..., perm], angles), rotate_pairs(q, angles)[..., perm])
+    # written out for one pair: feature 1 rotates with feature 1 + 4 by the angle of pair 1
+    a = angles[5, 1]
+    want = torch.stack([q[0, 0, 5, 1] * a.cos() - q[0, 0, 5, 5] * a.sin(),
+                        q[0, 0, 5, 1] * a.sin() + q[0, 0, 5, 5] * a.cos()])
+    torch.testing.assert_close(rotate_half(q, angles)[0, 0, 5, [1, 5]], want)
+    # the same permutation on q and k leaves every score unchanged
+    scores = rotate_pairs(q, angles) @ rotate_pairs(k, angles).transpose(-1, -2)
+    torch.testing.assert_close(rotate_half(q[..., perm], angles)
+                               @ rotate_half(k[..., perm], angles).transpose(-1, -2), scores)
+    assert not torch.allclose(rotate_half(q, angles), rotate_pairs(q, angles))   # not the same pairing
+    with pytest.raises(ValueError, match="rotate_half: expected x"):
+        rotate_half(torch.zeros(3, 6), torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="even"):
+        rope_half_permutation(5)
 
 
 def test_rope_scores_depend_only_on_offset():

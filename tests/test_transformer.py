@@ -13,7 +13,7 @@ from course_lib.transformer import (Decoder, DecoderLayer, Encoder, EncoderLayer
                                     teacher_forcing_loss)
 
 matplotlib.use("Agg")
-D, H, FF = 32, 4, 64
+D, NH, FF = 32, 4, 64
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +27,7 @@ def one_thread():
 
 def tiny_model(seed=0, **kw):
     torch.manual_seed(seed)
-    base = dict(d_model=D, n_heads=H, d_ff=FF, max_len=12)
+    base = dict(d_model=D, n_heads=NH, d_ff=FF, max_len=12)
     base.update(kw)
     return Transformer(TransformerConfig(20, 24, **base)).eval()
 
@@ -37,12 +37,22 @@ def random_src(b=3, s=7, seed=0, high=20):
 
 
 # ---------------------------------------------------------------- layers vs PyTorch
+def test_ffn_is_one_mlp_shared_by_all_positions_after_the_heads_merge():
+    layer = EncoderLayer(D, NH, FF).eval()
+    z = torch.randn(2, 5, D, generator=torch.Generator().manual_seed(0))        # (b, t, d)
+    with torch.no_grad():
+        whole = layer.ffn(z)
+        one_by_one = torch.stack([layer.ffn(z[:, i]) for i in range(5)], dim=1)
+    torch.testing.assert_close(whole, one_by_one)                # position-wise: same MLP
+    assert layer.ffn.linear1.weight.shape == (FF, D)             # reads all d = nh * dh features
+
+
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_encoder_layer_matches_torch_with_padding(norm_first):
     torch.manual_seed(0)
-    ref = nn.TransformerEncoderLayer(D, H, FF, dropout=0.0, batch_first=True,
+    ref = nn.TransformerEncoderLayer(D, NH, FF, dropout=0.0, batch_first=True,
                                      norm_first=norm_first).eval()
-    ours = EncoderLayer(D, H, FF, norm_first=norm_first).load_from_torch(ref).eval()
+    ours = EncoderLayer(D, NH, FF, norm_first=norm_first).load_from_torch(ref).eval()
     x = torch.randn(3, 6, D)
     lengths = torch.tensor([6, 4, 2])
     keep = torch.arange(6)[None] < lengths[:, None]                     # (b, s) True = real
@@ -56,9 +66,9 @@ def test_encoder_layer_matches_torch_with_padding(norm_first):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_layer_matches_torch_with_causal_and_padding_masks(norm_first):
     torch.manual_seed(1)
-    ref = nn.TransformerDecoderLayer(D, H, FF, dropout=0.0, batch_first=True,
+    ref = nn.TransformerDecoderLayer(D, NH, FF, dropout=0.0, batch_first=True,
                                      norm_first=norm_first).eval()
-    ours = DecoderLayer(D, H, FF, norm_first=norm_first).load_from_torch(ref).eval()
+    ours = DecoderLayer(D, NH, FF, norm_first=norm_first).load_from_torch(ref).eval()
     x, memory = torch.randn(2, 5, D), torch.randn(2, 7, D)
     tgt_keep = torch.arange(5)[None] < torch.tensor([5, 3])[:, None]    # (b, t)
     mem_keep = torch.arange(7)[None] < torch.tensor([4, 7])[:, None]    # (b, s)
@@ -74,16 +84,16 @@ def test_decoder_layer_matches_torch_with_causal_and_padding_masks(norm_first):
 
 def test_encoder_stack_matches_torch_transformer_encoder():
     torch.manual_seed(2)
-    layer = nn.TransformerEncoderLayer(D, H, FF, dropout=0.0, batch_first=True)
+    layer = nn.TransformerEncoderLayer(D, NH, FF, dropout=0.0, batch_first=True)
     ref = nn.TransformerEncoder(layer, num_layers=3, enable_nested_tensor=False).eval()
-    ours = Encoder(3, D, H, FF).eval()
+    ours = Encoder(3, D, NH, FF).eval()
     for mine, theirs in zip(ours.layers, ref.layers):
         mine.load_from_torch(theirs)
     x = torch.randn(2, 6, D)
     with torch.no_grad():
         out, weights = ours(x, need_weights=True)
         torch.testing.assert_close(out, ref(x))
-    assert len(weights) == 3 and weights[0].shape == (2, H, 6, 6)
+    assert len(weights) == 3 and weights[0].shape == (2, NH, 6, 6)
 
 
 # ---------------------------------------------------------------- the encoder-decoder model
@@ -92,9 +102,9 @@ def test_forward_shapes_and_attention_maps():
     src, tgt = random_src(2, 7), random_src(2, 5, seed=1, high=24)
     logits, w = model(src, tgt, need_weights=True)
     assert logits.shape == (2, 5, 24)
-    assert w["encoder"][0].shape == (2, H, 7, 7) and w["decoder"][1].shape == (2, H, 5, 5)
-    assert w["cross"][1].shape == (2, H, 5, 7)
-    torch.testing.assert_close(w["cross"][0].sum(-1), torch.ones(2, H, 5))
+    assert w["encoder"][0].shape == (2, NH, 7, 7) and w["decoder"][1].shape == (2, NH, 5, 5)
+    assert w["cross"][1].shape == (2, NH, 5, 7)
+    torch.testing.assert_close(w["cross"][0].sum(-1), torch.ones(2, NH, 5))
     assert model(src, tgt)[1] is None
 
 
@@ -117,7 +127,7 @@ def test_greedy_decode_with_cache_equals_without_and_matches_teacher_forcing():
     b = greedy_decode(model, src, max_new_tokens=8, use_cache=False, need_weights=True)
     assert torch.equal(a.tokens, b.tokens) and a.tokens.shape[0] == 3
     torch.testing.assert_close(a.cross, b.cross)
-    assert a.cross.shape[:3] == (2, 3, H) and a.cross.shape[3:] == (a.tokens.shape[1], 7)
+    assert a.cross.shape[:3] == (2, 3, NH) and a.cross.shape[3:] == (a.tokens.shape[1], 7)
     prefix = torch.cat([torch.full((3, 1), 5), a.tokens[:, :-1]], 1)
     with torch.no_grad():
         logits, _ = model(src, prefix)
@@ -173,6 +183,7 @@ def test_shipped_checkpoint_translates_held_out_sentences():
     meta = load_checkpoint(model, data_dir() / "translation_transformer.safetensors")
     score, predictions = exact_match(model, data, sample_pairs(1000, "test", seed=0, distinct=True))
     assert score >= 0.95 and abs(score - meta["metrics"]["exact_match"]) < 1e-6
+    assert meta["metrics"]["train_cpu_s"] > 0 and meta["metrics"]["threads"] == 1  # quoted by 03
     assert predictions[0].split()[-1] in translate(sample_pairs(1, "test")[0].source).target.split()
 
 

@@ -8,7 +8,8 @@ For each encoding (none / sinusoidal / learned / RoPE) the same one-layer bidire
 tested on held-out sequences of 1×, 2× and 4× that length (length extrapolation), with full
 attention and with a local window |m − n| < TRAIN_LEN (only offsets seen in training). Every
 encoding is trained for several seeds; the checkpoint holds the seed-0 models and the config,
-all per-seed accuracies and the training times as safetensors metadata.
+all per-seed accuracies and the training times (wall-clock and CPU seconds of this process)
+as safetensors metadata; notebook 02 quotes the times from there.
 """
 from __future__ import annotations
 
@@ -40,15 +41,18 @@ def train_one(encoding: str, seed: int, steps: int) -> tuple[PositionTaskModel, 
     torch.manual_seed(seed)
     model = PositionTaskModel(encoding, **MODEL)
     g = torch.Generator().manual_seed(seed)
+    cpu = time.process_time()
     result = train(model, lambda step: tokens_back(TRAIN["batch_size"], TASK["train_len"],
                                                    TASK["k"], MODEL["vocab_size"], g),
                    loss_fn, steps, TRAIN["lr"], warmup=TRAIN["warmup"], desc=f"{encoding} s{seed}")
+    cpu = time.process_time() - cpu
     metrics = tokens_back_accuracy(model, TASK["test_lens"], TASK["k"], MODEL["vocab_size"],
                                    train_len=TASK["train_len"])
     windowed = tokens_back_accuracy(model, TASK["test_lens"], TASK["k"], MODEL["vocab_size"],
                                     train_len=TASK["train_len"], window=TASK["train_len"])
     metrics.update({f"{key}_window": value for key, value in windowed.items()})
-    metrics.update(final_loss=round(result.final_loss, 4), seconds=round(result.seconds, 1))
+    metrics.update(final_loss=round(result.final_loss, 4), seconds=round(result.seconds, 1),
+                   train_cpu_s=round(cpu, 1))
     return model, metrics
 
 
@@ -59,7 +63,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=data_dir() / "positional_models.safetensors")
     args = parser.parse_args()
     setup(seed=0)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     models, metrics = nn.ModuleDict(), {}
     for encoding in ENCODINGS:
         runs = []
@@ -72,14 +76,15 @@ def main() -> None:
                 f"{key} {value:.3f}" if isinstance(value, float) and value <= 1 else f"{key} {value}"
                 for key, value in m.items()))
         metrics[encoding] = runs
-    total = time.perf_counter() - start
+    total, total_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     print(f"\nmean over {args.seeds} seeds (train length {TASK['train_len']}, k={TASK['k']}):")
     for encoding, runs in metrics.items():
         means = {key: statistics.mean(r[key] for r in runs) for key in runs[0]
-                 if key not in ("final_loss", "seconds")}
+                 if key not in ("final_loss", "seconds", "train_cpu_s")}
         print(f"  {encoding:10s} " + "  ".join(f"{key} {v:.1%}" for key, v in means.items()))
     config = dict(model=MODEL, task=TASK, train=dict(TRAIN, steps=args.steps), seeds=args.seeds,
-                  command="python tools/train_positional.py", total_seconds=round(total, 1))
+                  command="python tools/train_positional.py", total_seconds=round(total, 1),
+                  total_cpu_seconds=round(total_cpu, 1), threads=torch.get_num_threads())
     save_checkpoint(models, args.out, config=config, metrics=metrics)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) in {total:.0f} s")
 

@@ -30,9 +30,9 @@ def reference_encoder_layer(x: torch.Tensor, layer: EncoderLayer, mask=None) -> 
 def _encoder_cases():
     g = torch.Generator().manual_seed(3)
     cases = []
-    for d, h, t, lengths in ((16, 2, 5, None), (32, 4, 7, [7, 3])):
+    for d, nh, t, lengths in ((16, 2, 5, None), (32, 4, 7, [7, 3])):
         torch.manual_seed(len(cases))
-        layer = EncoderLayer(d, h, 2 * d).eval()
+        layer = EncoderLayer(d, nh, 2 * d).eval()
         x = torch.randn(len(lengths or [1]), t, d, generator=g)
         mask = None if lengths is None else padding_mask(torch.tensor(lengths), t)
         cases.append((x, layer, mask))

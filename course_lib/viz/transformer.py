@@ -41,8 +41,8 @@ def plot_alignment(weights, src_tokens: list[str], tgt_tokens: list[str], gold=N
 def translate_with_weights(model, data, sentence: str) -> dict:
     """Greedy-translate one sentence; return tokens and every attention map (one sequence).
 
-    Returns {"src_tokens", "out_tokens" (generated words + [EOS]), "cross" (layers, h, n, s),
-    "encoder" (layers, h, s, s), "decoder" (layers, h, n, n), "dec_tokens" ([BOS] + words)}.
+    Returns {"src_tokens", "out_tokens" (generated words + [EOS]), "cross" (layers, nh, n, s),
+    "encoder" (layers, nh, s, s), "decoder" (layers, nh, n, n), "dec_tokens" ([BOS] + words)}.
     """
     from course_lib.transformer import greedy_decode
 
@@ -53,7 +53,7 @@ def translate_with_weights(model, data, sentence: str) -> dict:
     tgt_in = torch.cat([torch.tensor([data.bos_id]), out[:-1]])[None]     # (1, n) teacher forcing
     with torch.no_grad():
         _, w = model(src, tgt_in, need_weights=True)
-    stack = lambda ws: torch.stack([x[0] for x in ws])                    # (layers, h, ., .)
+    stack = lambda ws: torch.stack([x[0] for x in ws])                    # (layers, nh, ., .)
     return {"src_tokens": data.source.tokens(src[0]), "out_tokens": data.target.tokens(out),
             "dec_tokens": data.target.tokens(tgt_in[0]), "cross": stack(w["cross"]),
             "encoder": stack(w["encoder"]), "decoder": stack(w["decoder"])}
@@ -81,7 +81,7 @@ def decoding_explorer(model, data, sentences: list[str], golds: list | None = No
     }
 
     def compute(sentence, step, layer, head):
-        cross = runs[sentence]["cross"][layer]                             # (h, n, s)
+        cross = runs[sentence]["cross"][layer]                             # (nh, n, s)
         w = cross.mean(0) if head == "mean" else cross[head]               # (n, s)
         step = min(step, w.shape[0] - 1)
         so_far = w.clone()
