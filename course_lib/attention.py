@@ -157,6 +157,11 @@ class KVCache:
         return self._n
 
     @property
+    def capacity(self) -> int:
+        """Positions the buffers hold before they must grow (0 before the first append)."""
+        return 0 if self._k is None else self._k.shape[2]
+
+    @property
     def k(self) -> torch.Tensor | None:
         return None if self._k is None else self._k[:, :, :self._n]   # (b, nh, s, dh)
 
@@ -171,7 +176,7 @@ class KVCache:
             return ConcatKVCache.append(self, k, v)
         self._check(k, v)
         end = self._n + k.shape[2]
-        if self._k is None or end > self._k.shape[2]:
+        if end > self.capacity:
             self._grow(k, end)
         self._k[:, :, self._n:end] = k                  # copies only the t new positions
         self._v[:, :, self._n:end] = v
@@ -180,9 +185,8 @@ class KVCache:
 
     def _grow(self, k: torch.Tensor, needed: int):
         """Allocate max_len on first use (if it fits), else double the capacity; keep the data."""
-        capacity = 0 if self._k is None else self._k.shape[2]
-        first = (self.max_len or 0) if capacity == 0 else 0
-        size = max(needed, first, 2 * capacity)
+        first = (self.max_len or 0) if self.capacity == 0 else 0
+        size = max(needed, first, 2 * self.capacity)
         old_k, old_v, n = self.k, self.v, self._n
         self._k = k.new_empty(k.shape[0], k.shape[1], size, k.shape[3])   # (b, nh, size, dh)
         self._v = k.new_empty(k.shape[0], k.shape[1], size, k.shape[3])

@@ -107,17 +107,17 @@ def test_kv_cache_writes_in_place_without_reallocating():
     cache = KVCache(max_len=50)
     k = torch.randn(1, 2, 1, 4)
     cache.append(k, k)
-    buffer = cache._k.data_ptr()
+    buffer = cache.k.data_ptr()
     for i in range(49):
         cache.append(k + i, k - i)
-    assert cache._k.data_ptr() == buffer and cache.length == 50
+    assert cache.k.data_ptr() == buffer and cache.length == 50
     torch.testing.assert_close(cache.k[0, 0, 1:, 0], k[0, 0, 0, 0] + torch.arange(49.0))
     cache.append(k, k)                                             # past max_len: grows
-    assert cache.length == 51 and cache._k.shape[2] == 100
+    assert cache.length == 51 and cache.capacity == 100
     growing = KVCache()
     for _ in range(9):
         growing.append(k, k)
-    assert growing._k.shape[2] == 16                              # doubling: 1, 2, 4, 8, 16
+    assert growing.capacity == 16                              # doubling: 1, 2, 4, 8, 16
 
 
 def test_kv_cache_under_autograd_gives_gradients(pair):

@@ -30,7 +30,7 @@ def check_single_head_attention(fn) -> CheckResult:
 
 
 def check_split_heads(fn) -> CheckResult:
-    """fn(x, n_heads) -> (b, h, t, dh) from x (b, t, d), head i taking features i*dh:(i+1)*dh."""
+    """fn(x, n_heads) -> (b, nh, t, dh) from x (b, t, d), head i taking features i*dh:(i+1)*dh."""
     g = torch.Generator().manual_seed(2)
     cases = [(torch.randn(1, 3, 8, generator=g), 2), (torch.randn(2, 5, 12, generator=g), 3),
              (torch.randn(2, 4, 6, generator=g), 1)]

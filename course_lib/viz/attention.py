@@ -27,7 +27,7 @@ def softmax_with_temperature(q: torch.Tensor, k: torch.Tensor, scaled: bool = Tr
 def attention_scores_explorer(examples: dict[str, dict]) -> Explorer:
     """Explorer over examples, heads, √dh scaling and a softmax temperature.
 
-    examples[name] = {"q": (h, t, dh), "k": (h, s, dh), "x_labels": s keys' labels,
+    examples[name] = {"q": (nh, t, dh), "k": (nh, s, dh), "x_labels": s keys' labels,
     "y_labels": t queries' labels, "mask": optional bool (t, s)}.
     """
     import ipywidgets as widgets
@@ -63,7 +63,7 @@ def attention_scores_explorer(examples: dict[str, dict]) -> Explorer:
 
 
 def attention_weights_explorer(examples: dict[str, dict]) -> Explorer:
-    """Explorer over a trained model's maps: examples[name] = {"weights": (layers, h, t, s),
+    """Explorer over a trained model's maps: examples[name] = {"weights": (layers, nh, t, s),
     "x_labels", "y_labels"}; controls pick the example, layer and head."""
     import ipywidgets as widgets
 
