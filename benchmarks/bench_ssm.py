@@ -27,7 +27,7 @@ LENGTHS = (256, 1024, 4096, 16384)
 
 
 def make_ssm(length: int, seed: int = 0):
-    """A stable random SISO SSM, discretized, and an input signal: -> (A_bar, B_bar, C, u)."""
+    """A stable random SISO SSM, discretized, and an input signal: -> (A_bar, B_bar, C, x)."""
     g = torch.Generator().manual_seed(seed)
     A = -torch.eye(N_STATE) + 0.2 * torch.randn(N_STATE, N_STATE, generator=g)
     B, C = torch.randn(N_STATE, 1, generator=g), torch.randn(1, N_STATE, generator=g)
@@ -35,28 +35,28 @@ def make_ssm(length: int, seed: int = 0):
     return A_bar, B_bar, C, torch.randn(length, generator=g)
 
 
-def conv1d_direct(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+def conv1d_direct(x: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     """PyTorch's direct convolution, made causal: left-pad by L-1, flip K (conv1d correlates)."""
-    l = u.shape[-1]
-    return F.conv1d(F.pad(u[None, None], (l - 1, 0)), K.flip(-1)[None, None])[0, 0]
+    l = x.shape[-1]
+    return F.conv1d(F.pad(x[None, None], (l - 1, 0)), K.flip(-1)[None, None])[0, 0]
 
 
 def bench_length(length: int) -> list[dict]:
-    A_bar, B_bar, C, u = make_ssm(length)
+    A_bar, B_bar, C, x = make_ssm(length)
     K = ssm_kernel(A_bar, B_bar, C, length)
-    y = ssm_recurrence(A_bar, B_bar, C, u)
-    for other in (causal_conv(u, K), conv1d_direct(u, K), fft_conv(u, K)):
+    y = ssm_recurrence(A_bar, B_bar, C, x)
+    for other in (causal_conv(x, K), conv1d_direct(x, K), fft_conv(x, K)):
         torch.testing.assert_close(other, y, atol=1e-3, rtol=1e-3)
     slow = 1 if length >= 16384 else 3                    # the O(L²) and L-step runs
-    fft_s = median_time(lambda: fft_conv(u, K), 21)
+    fft_s = median_time(lambda: fft_conv(x, K), 21)
     rows = [
         {"name": f"conv L={length}", "ours": "fft_conv", "ours_s": fft_s,
-         "reference": "causal_conv (direct)", "reference_s": median_time(lambda: causal_conv(u, K), slow)},
+         "reference": "causal_conv (direct)", "reference_s": median_time(lambda: causal_conv(x, K), slow)},
         {"name": f"conv L={length}", "ours": "fft_conv", "ours_s": fft_s,
-         "reference": "F.conv1d (direct)", "reference_s": median_time(lambda: conv1d_direct(u, K), slow)},
+         "reference": "F.conv1d (direct)", "reference_s": median_time(lambda: conv1d_direct(x, K), slow)},
         {"name": f"ssm L={length}", "ours": "ssm_kernel + fft_conv",
-         "ours_s": median_time(lambda: fft_conv(u, ssm_kernel(A_bar, B_bar, C, length)), 21),
-         "reference": "ssm_recurrence", "reference_s": median_time(lambda: ssm_recurrence(A_bar, B_bar, C, u), slow)},
+         "ours_s": median_time(lambda: fft_conv(x, ssm_kernel(A_bar, B_bar, C, length)), 21),
+         "reference": "ssm_recurrence", "reference_s": median_time(lambda: ssm_recurrence(A_bar, B_bar, C, x), slow)},
     ]
     return rows
 

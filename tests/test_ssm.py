@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.s4 import (SSMClassifier, SSMConfig, SSMLayer, hippo_legs, init_ssm,
-                           legs_memory, legs_reconstruct, long_range_batch, s4d_kernel,
+from course_lib.s4 import (DenseSSM, SSMClassifier, SSMConfig, SSMLayer, fit_kernel, hippo_legs,
+                           init_ssm, legs_memory, legs_reconstruct, long_range_batch, s4d_kernel,
                            s4d_lin_init)
 from course_lib.ssm import (causal_conv, discretize_bilinear, discretize_zoh,
                             discretize_zoh_diag, fft_conv, ssm_kernel, ssm_kernel_powers,
@@ -36,10 +36,10 @@ def test_zoh_matches_closed_form_and_small_steps():
     torch.testing.assert_close(B_bar, torch.linalg.solve(A, (A_bar - eye) @ B))
     # exact for piecewise-constant input: 10 steps of Δ/10 compose to one step of Δ
     A_s, B_s = discretize_zoh(A, B, 0.01)
-    x = torch.zeros(5, 1, dtype=F64)
+    h = torch.zeros(5, 1, dtype=F64)                # the hidden state
     for _ in range(10):
-        x = A_s @ x + B_s
-    torch.testing.assert_close(x, B_bar)
+        h = A_s @ h + B_s
+    torch.testing.assert_close(h, B_bar)
 
 
 def test_zoh_singular_A_and_vector_B():
@@ -96,29 +96,29 @@ def test_zoh_diag_limit_A_to_zero():
 def test_three_ways_agree(length):
     A, B, C = stable_ssm(6)
     A_bar, B_bar = discretize_zoh(A, B, 0.05)
-    u = torch.randn(3, length, dtype=F64)
-    y = ssm_recurrence(A_bar, B_bar, C, u)
+    x = torch.randn(3, length, dtype=F64)
+    y = ssm_recurrence(A_bar, B_bar, C, x)
     K = ssm_kernel(A_bar, B_bar, C, length)
     torch.testing.assert_close(K, ssm_kernel_powers(A_bar, B_bar, C, length))
-    torch.testing.assert_close(causal_conv(u, K), y)
-    torch.testing.assert_close(fft_conv(u, K), y)
+    torch.testing.assert_close(causal_conv(x, K), y)
+    torch.testing.assert_close(fft_conv(x, K), y)
 
 
 def test_fft_without_padding_wraps_around():
-    u, K = torch.randn(32, dtype=F64), torch.randn(32, dtype=F64)
-    circular = fft_conv(u, K, pad=False)
-    wrapped = torch.stack([sum(K[j] * u[(k - j) % 32] for j in range(32)) for k in range(32)])
+    x, K = torch.randn(32, dtype=F64), torch.randn(32, dtype=F64)
+    circular = fft_conv(x, K, pad=False)
+    wrapped = torch.stack([sum(K[j] * x[(k - j) % 32] for j in range(32)) for k in range(32)])
     torch.testing.assert_close(circular, wrapped)
-    assert (circular - causal_conv(u, K)).abs().max() > 1e-3
+    assert (circular - causal_conv(x, K)).abs().max() > 1e-3
 
 
 def test_recurrence_states_and_skip():
     A, B, C = stable_ssm(3)
     A_bar, B_bar = discretize_zoh(A, B, 0.1)
-    u = torch.randn(20, dtype=F64)
-    y, xs = ssm_recurrence(A_bar, B_bar, C, u, D=0.5, return_states=True)
-    assert xs.shape == (20, 3)
-    torch.testing.assert_close(y, xs @ C[0] + 0.5 * u)
+    x = torch.randn(20, dtype=F64)
+    y, hs = ssm_recurrence(A_bar, B_bar, C, x, D=0.5, return_states=True)
+    assert hs.shape == (20, 3)
+    torch.testing.assert_close(y, hs @ C[0] + 0.5 * x)
 
 
 # ---- HiPPO and S4D ----------------------------------------------------------------------------------
@@ -133,23 +133,23 @@ def test_hippo_legs_matrix():
 
 def test_legs_state_remembers_history():
     t = torch.linspace(0, 1, 400, dtype=F64)
-    u = torch.sin(8 * t) + 0.5 * t
-    x = legs_memory(u, 24)
-    assert x.shape == (400, 24)
-    for k in (199, 399):                        # the whole history up to step k, from x_k alone
-        err = (legs_reconstruct(x[k], k + 1) - u[: k + 1]).abs().max()
+    x = torch.sin(8 * t) + 0.5 * t
+    h = legs_memory(x, 24)
+    assert h.shape == (400, 24)
+    for k in (199, 399):                        # the whole history up to step k, from h_k alone
+        err = (legs_reconstruct(h[k], k + 1) - x[: k + 1]).abs().max()
         assert err < 0.02, err
 
 
 def test_s4d_kernel_equals_dense_kernel():
-    h, n, length = 3, 8, 40
-    A = s4d_lin_init(h, n).to(torch.complex128)
+    d, n, length = 3, 8, 40
+    A = s4d_lin_init(d, n).to(torch.complex128)
     g = torch.Generator().manual_seed(2)
-    C = torch.randn(h, n, generator=g, dtype=F64).to(torch.complex128)
-    B = torch.ones(h, n, dtype=torch.complex128)
+    C = torch.randn(d, n, generator=g, dtype=F64).to(torch.complex128)
+    B = torch.ones(d, n, dtype=torch.complex128)
     delta = torch.tensor([0.01, 0.1, 0.5], dtype=F64)
     K = s4d_kernel(A, B, C, delta, length)
-    for c in range(h):
+    for c in range(d):
         A_bar, B_bar = discretize_zoh(torch.diag(A[c]), B[c], delta[c])
         torch.testing.assert_close(K[c], ssm_kernel(A_bar, B_bar, C[c], length).real)
 
@@ -163,17 +163,76 @@ def test_init_ssm_kinds():
     assert (torch.linalg.eigvals(init_ssm("hippo", 32)[0]).real < 0).all()
 
 
+def test_ssm_layer_is_mix_then_gelu_with_feedthrough():
+    torch.manual_seed(0)
+    layer = SSMLayer(4, 3)
+    x = torch.randn(2, 20, 4)
+    with torch.no_grad():
+        z = fft_conv(x.transpose(1, 2), layer.kernel(20)) + layer.D[:, None] * x.transpose(1, 2)
+        expected = torch.nn.functional.gelu(layer.out_proj(z.transpose(1, 2)))   # linear, then GELU
+        torch.testing.assert_close(layer(x), expected)
+
+
+# ---- a dense A trained directly ---------------------------------------------------------------------
+
+def test_dense_ssm_kernel_forward_and_radius():
+    A, B, C = stable_ssm(4)
+    model = DenseSSM(A, B, C, delta=0.1)
+    A_bar, B_bar = discretize_zoh(A, B, 0.1)
+    with torch.no_grad():
+        torch.testing.assert_close(model.kernel(30), ssm_kernel(A_bar, B_bar, C, 30))
+        x = torch.randn(2, 30, dtype=F64)
+        torch.testing.assert_close(model(x), ssm_recurrence(A_bar, B_bar, C, x))
+    assert model.spectral_radius() == pytest.approx(torch.linalg.eigvals(A_bar).abs().max().item())
+    assert {n for n, _ in model.named_parameters()} == {"A", "B", "C", "log_delta"}
+
+
+def test_fit_kernel_learns_a_representable_kernel(one_thread):
+    target = 0.5 * 0.9 ** torch.arange(64, dtype=F64)          # the kernel of a 1-state SSM
+    A, B, C = stable_ssm(3, seed=1)
+    model = DenseSSM(A, B, C, delta=0.1)
+    history = fit_kernel(model, target, steps=200, lr=2e-2, record_every=50)
+    assert [s for s, _, _ in history] == [0, 50, 100, 150, 200]
+    assert history[0][1] > 0.1 and history[-1][1] < 1e-3, history
+    with torch.no_grad():
+        loss = ((model.kernel(64) - target) ** 2).sum() / (target ** 2).sum()
+    assert loss.item() == pytest.approx(history[-1][1])
+
+
+def test_fit_kernel_stops_when_the_kernel_overflows():
+    A = 5.0 * torch.eye(2, dtype=F64)                          # |λ̄| = e^5: explodes
+    model = DenseSSM(A, torch.ones(2, 1, dtype=F64), torch.ones(1, 2, dtype=F64), delta=1.0)
+    history = fit_kernel(model, torch.ones(1024, dtype=F64), steps=50)
+    assert len(history) == 1 and not math.isfinite(history[-1][1])
+    assert history[-1][2] > 100
+
+
+def test_dense_ssm_and_fit_kernel_bad_input():
+    A, B, C = stable_ssm(3)
+    with pytest.raises(ValueError, match=r"B must be \(n, m\) with n = 3"):
+        DenseSSM(A, torch.ones(4, 1, dtype=F64), C)
+    with pytest.raises(ValueError, match="delta must be > 0"):
+        DenseSSM(A, B, C, delta=0.0)
+    model = DenseSSM(A, B, C)
+    with pytest.raises(ValueError, match="steps must be a positive int, received 0"):
+        fit_kernel(model, torch.ones(8, dtype=F64), steps=0)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        fit_kernel(model, torch.ones(8, dtype=F64), lr=-1.0)
+    with pytest.raises(ValueError, match=r"kernel \(8,\) does not match the target \(2, 8\)"):
+        fit_kernel(model, torch.ones(2, 8, dtype=F64), steps=1)
+
+
 # ---- the layer and the model ------------------------------------------------------------------------
 
 def test_ssm_layer_shapes_causality_and_window():
     torch.manual_seed(0)
     layer = SSMLayer(8, 4)
-    u = torch.randn(2, 50, 8)
-    y = layer(u)
+    x = torch.randn(2, 50, 8)
+    y = layer(x)
     assert y.shape == (2, 50, 8)
-    u2 = u.clone()
-    u2[:, 30:] += 1.0                           # the future must not change the past
-    torch.testing.assert_close(layer(u2)[:, :30], y[:, :30])
+    x2 = x.clone()
+    x2[:, 30:] += 1.0                           # the future must not change the past
+    torch.testing.assert_close(layer(x2)[:, :30], y[:, :30])
     local = SSMLayer(8, 4, window=5)
     assert (local.kernel(50)[:, 5:] == 0).all()
 

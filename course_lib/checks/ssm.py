@@ -39,7 +39,7 @@ def check_discretize_zoh(fn) -> CheckResult:
 
 
 def check_fft_conv(fn) -> CheckResult:
-    """fn(u (..., l), K (..., l)) -> the causal convolution y_k = Σ_{j<=k} K_j u_{k-j} via FFT."""
+    """fn(x (..., l), K (..., l)) -> the causal convolution y_k = Σ_{j<=k} K_j x_{k-j} via FFT."""
     g = torch.Generator().manual_seed(7)
     cases = [(torch.randn(16, generator=g), torch.randn(16, generator=g)),
              (torch.randn(3, 50, generator=g), torch.randn(50, generator=g)),
@@ -47,9 +47,9 @@ def check_fft_conv(fn) -> CheckResult:
     result = run_check("fft_conv", fn, causal_conv, cases, atol=1e-4, rtol=1e-4)
     if not result.passed and result.status == "failed":
         try:
-            u, K = cases[0]
-            if describe_difference(fn(u, K), fft_conv(u, K, pad=False), 1e-4, 1e-4) is None:
-                result.message += (" -- this is the *circular* convolution: zero-pad u and K to "
+            x, K = cases[0]
+            if describe_difference(fn(x, K), fft_conv(x, K, pad=False), 1e-4, 1e-4) is None:
+                result.message += (" -- this is the *circular* convolution: zero-pad x and K to "
                                    "length 2l before the FFT (n=2*l) and keep the first l outputs")
         except Exception:  # the student's code already failed above; keep that message
             pass
