@@ -194,3 +194,27 @@ def test_determinism_matrix_names_a_cell_that_depends_on_kernels_or_threads(tmp_
     if len(determinism.capabilities()) > 1:          # a CPU with vector kernels beyond default
         assert "cell 2: stored ['[stdout] kernels DEFAULT']" in text, text
     assert "cell 0" not in text, "a stable cell is never reported"
+
+
+def test_perturbed_weights_run_flags_an_output_on_a_near_tie(tmp_path):
+    import nbformat
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import determinism
+
+    load = ("import torch\nfrom torch import nn\nm = nn.Linear(1, 1, bias=False)\n"
+            "m.load_state_dict({'weight': torch.tensor([[0.1234565]], dtype=torch.float64)})\n")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(load + "m = m.double()\n"
+                                          "print('robust', round(m.weight.item(), 2))"),
+                nbformat.v4.new_code_cell(load + "print('fragile', f'{m.weight.item():.9f}')")]
+    path = tmp_path / "98_planted.ipynb"
+    nbformat.write(nb, path)
+    nbformat.write(determinism.execute(path, {}), path)   # the "committed" baseline
+    lines = []
+    status = determinism.perturbed([path], 1e-6, determinism.sanitizers(), report=lines.append)
+    text = "\n".join(lines)
+    assert status == 1 and "cell 1: stored ['[stdout] fragile" in text, text
+    assert "cell 0" not in text, text

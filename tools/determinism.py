@@ -4,6 +4,12 @@
     python tools/determinism.py 01 05 --runs 2
     python tools/determinism.py --matrix     # one run per CPU-kernel set x thread count
 
+``--perturb 1e-6`` re-executes each notebook once with every floating-point tensor that a model
+loads (``nn.Module.load_state_dict``: all the shipped checkpoints) multiplied by
+``1 + eps * noise`` (fixed seed): a stand-in for CPUs this machine does not have (AVX-512, ARM).
+An output that a relative change of 1e-6 in the weights alters sits on a rounding boundary or a
+near-tie, which is where another CPU's kernels flip it.
+
 ``--matrix`` re-executes each notebook once under every combination of PyTorch's CPU kernel
 sets (``ATEN_CPU_CAPABILITY``: ``default``, ``avx2``, ``avx512`` where this CPU has them) and
 thread counts (``COURSE_THREADS`` 1 and 3 by default; ``--threads 1 2 4`` to choose) and names
@@ -93,6 +99,61 @@ def execute(path: Path, env: dict | None = None):
     return nb
 
 
+PERTURB_HOOK = '''"""determinism.py --perturb: every state dict loaded is perturbed by a relative eps."""
+import os
+
+import torch
+
+_EPS = float(os.environ["COURSE_PERTURB"])
+_load = torch.nn.Module.load_state_dict
+
+
+def _perturbed(self, state_dict, *args, **kwargs):
+    g = torch.Generator().manual_seed(1234)
+    noisy = {}
+    for name, value in state_dict.items():
+        if torch.is_tensor(value) and value.is_floating_point():
+            noise = torch.randn(value.shape, generator=g, dtype=torch.float64)
+            value = (value.double() * (1 + _EPS * noise)).to(value.dtype)
+        noisy[name] = value
+    return _load(self, noisy, *args, **kwargs)
+
+
+torch.nn.Module.load_state_dict = _perturbed
+'''
+
+
+def perturbed(paths: list[Path], eps: float, subs, report=None) -> int:
+    """Run every notebook with its loaded weights perturbed by ``eps``; report changed cells."""
+    import tempfile
+
+    import nbformat
+
+    report = report or (lambda line: print(line, flush=True))
+    unstable = 0
+    with tempfile.TemporaryDirectory() as hook:
+        (Path(hook) / "sitecustomize.py").write_text(PERTURB_HOOK)
+        path_var = os.pathsep.join(p for p in (hook, os.environ.get("PYTHONPATH")) if p)
+        for path in paths:
+            stored = text_outputs(nbformat.read(path, as_version=4), subs)
+            start = time.perf_counter()
+            try:
+                run = text_outputs(execute(path, {"COURSE_PERTURB": repr(eps),
+                                                  "PYTHONPATH": path_var}), subs)
+                cells = differing_cells(stored, run)
+            except Exception as exc:
+                cells = [f"failed: {type(exc).__name__}: "
+                         f"{str(exc).strip().splitlines()[-1][:200]}"]
+            report(f"{path.stem:28s} weights x (1 + {eps:g} noise) "
+                   f"({time.perf_counter() - start:4.0f} s): "
+                   f"{'identical' if not cells else f'{len(cells)} cell(s) differ'}")
+            for line in cells:
+                report("    " + line)
+            unstable += bool(cells)
+    report(f"{len(paths) - unstable} of {len(paths)} notebooks print the same with perturbed weights")
+    return 1 if unstable else 0
+
+
 def capabilities() -> list[str]:
     """The ATEN_CPU_CAPABILITY values this CPU can run (default, avx2, avx512, ...)."""
     import torch
@@ -169,6 +230,8 @@ def main(argv=None) -> int:
                         help="one run per CPU kernel set x thread count instead of --runs")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 3],
                         help="thread counts for --matrix (default: 1 3)")
+    parser.add_argument("--perturb", type=float, metavar="EPS",
+                        help="one run with loaded weights perturbed by a relative EPS")
     args = parser.parse_args(argv)
     os.environ["COURSE_PROGRESS"] = "0"
     os.environ.setdefault("COURSE_THREADS", "1")
@@ -179,6 +242,8 @@ def main(argv=None) -> int:
         paths = [p for p in paths if any(p.stem.startswith(n) for n in args.names)]
     if args.matrix:
         return matrix(paths, args.threads, subs)
+    if args.perturb:
+        return perturbed(paths, args.perturb, subs)
     failed = 0
     for path in paths:
         stored = text_outputs(nbformat.read(path, as_version=4), subs)
