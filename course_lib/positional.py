@@ -114,7 +114,7 @@ class LearnedPositional(nn.Module):
         _check_max_len(max_len)
         if not isinstance(d_model, int) or d_model < 1:
             raise ValueError(f"d_model must be a positive int, got {d_model!r}")
-        self.d_model, self.max_len = d_model, max_len
+        self.d_model, self.max_len, self.init_std = d_model, max_len, init_std
         self.table = nn.Embedding(max_len, d_model)
         nn.init.normal_(self.table.weight, std=init_std)
 

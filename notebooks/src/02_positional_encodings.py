@@ -40,8 +40,9 @@ from course_lib.checks.positional import (check_diagonal_spread, check_rope_angl
                                           check_sinusoidal_table)
 from course_lib.positional import (ENCODINGS, LearnedPositional, RotaryEmbedding,
                                    SinusoidalPositional, load_position_models, rope_angles,
-                                   rotate_pairs, sinusoidal_shift_matrix, sinusoidal_table,
-                                   tokens_back, tokens_back_accuracy)
+                                   rope_half_permutation, rotate_half, rotate_pairs,
+                                   sinusoidal_shift_matrix, sinusoidal_table, tokens_back,
+                                   tokens_back_accuracy)
 from course_lib.viz.positional import (plot_pe_table, plot_rope_rotation, rope_explorer,
                                        rope_scores, sinusoidal_explorer)
 
@@ -105,8 +106,10 @@ assert diff > 0.1
 #    PE(pos, 2i+1) = \cos\!\Big(\frac{pos}{10000^{2i/d_{model}}}\Big), \qquad
 #    \omega_i = 10000^{-2i/d_{model}}. $$
 #
-# Pair 0 turns fastest (wavelength $2\pi$ positions), the last pair slowest (wavelength close to
-# $2\pi\cdot 10000$): like the hands of a clock, together they tell positions apart.
+# Pair 0 turns fastest (wavelength $2\pi$ positions), the last pair $i = d_{model}/2 - 1$ slowest,
+# with wavelength $2\pi\cdot 10000^{(d_{model}-2)/d_{model}}$: like the hands of a clock, together
+# they tell positions apart. That is *not* $2\pi\cdot 10000$, which the slowest pair only
+# approaches as $d_{model}$ grows; for $d_{model} = 16$ it is $2\pi\cdot 3162$ (the cell prints it).
 # `course_lib.positional.sinusoidal_table` builds it; check it against the formula, entry by entry:
 
 # %%
@@ -123,6 +126,10 @@ for pos in range(4):
     print(f"{pos:3d} " + " ".join(f"{pe[pos, c]:9.4f}" for c in range(6)))
 wavelengths = [2 * math.pi * 10000 ** (2 * i / d) for i in range(d // 2)]
 print("wavelength of each pair (positions):", [round(w, 1) for w in wavelengths])
+slowest = 10000 ** ((d - 2) / d)                                      # the last pair, i = d/2 - 1
+assert math.isclose(wavelengths[-1], 2 * math.pi * slowest)
+print(f"slowest pair: 2π·10000^((d-2)/d) = 2π·{slowest:.0f} = {wavelengths[-1]:,.0f} positions "
+      f"for d = {d} (2π·10000 would be {2 * math.pi * 10000:,.0f})")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
@@ -305,6 +312,27 @@ torch.testing.assert_close(q_rot.norm(dim=-1), q.norm(dim=-1))
 print("rotate_pairs == complex multiplication == the 2×2 rotation; norms unchanged")
 
 # %% [markdown]
+# **Which features form a pair?** We pair *neighbouring* features $(2i, 2i+1)$, as the RoFormer
+# paper writes it. LLaMA-style checkpoints (e.g. the `rotate_half` of Hugging Face's LLaMA code)
+# pair feature $i$ with feature $i + d_h/2$ instead (`course_lib.positional.rotate_half`). It is
+# the same rotation applied to a fixed permutation of the features: reorder them as
+# $(0, 2, 4, \dots, 1, 3, 5, \dots)$ and the two agree; and because $q$ and $k$ get the same
+# permutation, every score $q\cdot k$ is unchanged. So loading such a checkpoint into
+# interleaved code means permuting the rows of $W_Q$ and $W_K$ (within each head), not changing
+# the maths. Mixing the two conventions *without* the permutation is a silent bug:
+
+# %%
+perm = rope_half_permutation(d_head)                                   # (dh,): 0, 2, 4, ..., 1, 3, ...
+k_rot = rotate_pairs(k, angles)                                        # (t, dh)
+torch.testing.assert_close(rotate_half(q[:, perm], angles), q_rot[:, perm])
+torch.testing.assert_close(rotate_half(q[:, perm], angles) @ rotate_half(k[:, perm], angles).T,
+                           q_rot @ k_rot.T)                            # every score q_m · k_n
+mixed = (rotate_half(q, angles) - q_rot).abs().max().item()
+assert mixed > 0.1
+print(f"rotate-half pairing = interleaved pairing on features {perm.tolist()}: same rotated "
+      f"features, same scores; without the permutation they differ by up to {mixed:.2f}")
+
+# %% [markdown]
 # **The relative property, asserted.** Take one query vector and one key vector, place them at
 # every pair of positions $(m, n)$ and rotate: the score matrix $S_{mn} = (R_m q)\cdot(R_n k)$
 # must be constant along each diagonal $m - n = c$.
@@ -355,7 +383,7 @@ rotation_explorer
 rope = RotaryEmbedding(d_head=mha.d_head, max_len=64)
 with torch.no_grad():
     diff = (mha(x_long[:, perm_long], rotate=rope)[0] - mha(x_long, rotate=rope)[0][:, perm_long])
-    qh, kh, vh = mha.project(x_long)                                   # (b, h, t, dh) each
+    qh, kh, vh = mha.project(x_long)                                   # (b, nh, t, dh) each
     w_at_0 = attention_naive(*rope(qh, kh, offset=0), vh)[1]           # positions 0..9
     w_at_37 = attention_naive(*rope(qh, kh, offset=37), vh)[1]         # positions 37..46
 assert diff.abs().max() > 0.1
@@ -372,7 +400,8 @@ print(f"with RoPE: permuting changes the outputs (max diff {diff.abs().max():.2f
 #
 # **Model** (`PositionTaskModel`): token embedding, one encoding (none / sinusoidal / learned /
 # RoPE), one bidirectional pre-norm encoder layer (`course_lib.transformer.EncoderLayer`: 4 heads,
-# $d_{model}=64$), a linear read-out; 36k parameters. Trained on sequences of **16** tokens
+# $d_{model}=64$), a linear read-out; 35,664 parameters (the learned table adds its own; the
+# cell below prints each). Trained on sequences of **16** tokens
 # (1000 AdamW steps, batch 64, 3 seeds), tested on held-out sequences of 16, **32 and 64** tokens
 # (length extrapolation). The learned table has 64 rows so the long tests can run, but rows
 # 16–63 never receive a gradient.
@@ -384,16 +413,23 @@ print(f"with RoPE: permuting changes the outputs (max diff {diff.abs().max():.2f
 # python tools/train_positional.py          # writes data/positional_models.safetensors (0.6 MB)
 # ```
 #
-# Measured: 882 s wall-clock for all 12 models on this course's 2-core machine while about
-# eight other jobs shared it, but only 164 s of CPU time (≈ 14 s per model), so about 3 minutes
-# on a quiet laptop. The shipped file holds the seed-0 models, the config and the
-# metrics of all seeds. Here we re-evaluate the seed-0 models on the spot:
+# The shipped file holds the seed-0 models, the config, the metrics of all seeds and the
+# training time the script measured (printed below; it is wall-clock time on a shared machine,
+# so a quiet laptop is faster). Here we re-evaluate the seed-0 models on the spot, in float64:
+# a few of the "none" model's predictions are near-ties, its top two scores only about $10^{-6}$
+# apart, closer than float32's differences between CPUs, so a float32 count could differ from
+# one machine to the next. In float64 those differences are about $10^{-14}$.
 
 # %%
 models, config, metrics = load_position_models()
+models = models.double()                               # argmax counts far above float noise
 task = config["task"]
 train_len, lengths = task["train_len"], task["test_lens"]
 print("config:", config["model"], "| task:", task, "| steps:", config["train"]["steps"])
+n_models = sum(len(runs) for runs in metrics.values())
+print(f"{len(ENCODINGS)} encodings × {config['seeds']} seeds = {n_models} models, trained in "
+      f"{config['total_seconds']:.0f} s of wall-clock time (recorded by the script)")
+print("parameters:", {enc: f"{sum(p.numel() for p in models[enc].parameters()):,}" for enc in ENCODINGS})
 results = {enc: tokens_back_accuracy(models[enc], lengths, task["k"], train_len=train_len)
            for enc in ENCODINGS}
 for enc in ENCODINGS:                                  # the script's seed-0 numbers, reproduced
@@ -475,8 +511,8 @@ with torch.no_grad():
     axes[0].set(xlabel="position", ylabel="accuracy", title="accuracy by position, length 64")
     axes[0].legend(fontsize=8)
     _, maps = models["rope"](x_test[:1, :32], need_weights=True)
-    heads = maps[0][0]                                                 # (h, t, t)
-    best = max(range(heads.shape[0]), key=lambda h: torch.diagonal(heads[h], -task["k"]).mean())
+    heads = maps[0][0]                                                 # (nh, t, t)
+    best = max(range(heads.shape[0]), key=lambda i: torch.diagonal(heads[i], -task["k"]).mean())
     axes[1].imshow(heads[best], cmap="viridis", vmin=0, vmax=1)
     axes[1].set(xlabel="key position n", ylabel="query position m",
                 title=f"RoPE model, head {best}, length 32: the diagonal m − n = {task['k']}")
@@ -494,15 +530,17 @@ plt.show()
 # position whose vector happens to resemble a trained one.)
 #
 # **What did the learned table learn?** Only rows 0–15 ever received a gradient. Rows 16–63 are
-# still the random initialization (std 0.02, norm ≈ 0.02·√64 = 0.16): tiny next to the token
-# embeddings, so at those positions the model effectively has *no* position at all.
+# still the random initialization (a normal with the standard deviation printed below, so a row
+# norm of about std·√64): tiny next to the token embeddings, so at those positions the model
+# effectively has *no* position at all.
 
 # %%
 P = models["learned"].pos.table.weight.detach()                        # (64, d)
 norms = P.norm(dim=1)                                                  # (64,)
 cosine = (P / norms[:, None]) @ (P / norms[:, None]).T                 # (64, 64)
+init_std = models["learned"].pos.init_std
 print(f"mean row norm: positions 0-15 {norms[:16].mean():.2f}, positions 16-63 "
-      f"{norms[16:].mean():.2f}")
+      f"{norms[16:].mean():.2f} (initialization std {init_std}: std·√64 = {init_std * 8:.2f})")
 assert norms[:16].min() > 5 * norms[16:].max()
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
 axes[0].bar(range(64), norms)
@@ -593,8 +631,11 @@ check_diagonal_spread(my_diagonal_spread)
 # - Learned embeddings: a trained table, one row per position, nothing beyond `max_len`.
 # - RoPE rotates $q$ and $k$ by $m\theta_i$; scores depend only on $m-n$ (asserted), and with
 #   offsets kept within the trained range it extrapolates to 4× the training length (measured).
+#   Ours pairs features $(2i, 2i+1)$; LLaMA-style code pairs $(i, i + d_h/2)$: the same rotation
+#   up to a fixed permutation of the q/k features (asserted).
 # - Now in `course_lib.positional`: `sinusoidal_table`, `sinusoidal_shift_matrix`,
-#   `SinusoidalPositional`, `LearnedPositional`, `rope_angles`, `rotate_pairs`, `RotaryEmbedding`.
+#   `SinusoidalPositional`, `LearnedPositional`, `rope_angles`, `rotate_pairs`, `rotate_half`,
+#   `rope_half_permutation`, `RotaryEmbedding`.
 #
 # **Next:** [03 · The Transformer](03_transformer.ipynb) stacks attention, feed-forward layers and
 # these positional encodings into the full encoder-decoder model.

@@ -28,6 +28,9 @@
 # %% [bootstrap]
 
 # %%
+import copy
+import math
+
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
@@ -98,7 +101,13 @@ plt.show()
 # The FFN is **position-wise**: the same two-layer MLP applied to every position separately
 # ($d \to d_{ff} \to d$, with $d_{ff} = 4d$ in the paper). Attention mixes information *across*
 # positions; the FFN transforms each position. The residual path lets the signal and the
-# gradient pass straight through a deep stack. `course_lib.transformer.EncoderLayer` names its
+# gradient pass straight through a deep stack.
+#
+# **The lecture's slide is loose here.** It speaks of "independent feed-forward nets for each
+# head". There is no FFN per head: the heads' outputs are concatenated and mixed by $W_O$ into one
+# $d$-wide vector per position, and *one* MLP, shared by all positions, reads that whole vector.
+# "Independent" holds across *positions* (each position goes through the MLP on its own), not
+# across heads. The check below asserts both facts. `course_lib.transformer.EncoderLayer` names its
 # parts `self_attn`, `ffn`, `norm1`, `norm2`, exactly like PyTorch, so we can copy PyTorch's
 # weights in and demand the same numbers, including a **padding mask** (shorter sentences
 # padded with `[PAD]` must not be attended to).
@@ -117,6 +126,12 @@ with torch.no_grad():
     theirs = torch_encoder_layer(x, src_key_padding_mask=~keep)   # PyTorch: True = ignore
 torch.testing.assert_close(ours[keep], theirs[keep])               # padded rows are never used
 print("EncoderLayer == nn.TransformerEncoderLayer (with a padding mask):", tuple(ours.shape))
+
+with torch.no_grad():                                              # the FFN is position-wise:
+    one_at_a_time = torch.stack([encoder_layer.ffn(x[:, i]) for i in range(6)], dim=1)
+    torch.testing.assert_close(encoder_layer.ffn(x), one_at_a_time)  # one MLP, every position
+print("FFN: one MLP for all positions, weights", tuple(encoder_layer.ffn.linear1.weight.shape),
+      "reading all d =", d_model, "features of the merged heads (none per head)")
 
 # %% [markdown]
 # ## 3. The decoder layer
@@ -163,7 +178,12 @@ print("DecoderLayer == nn.TransformerDecoderLayer; self-attention", tuple(w_self
 # The encoder is $N$ encoder layers, the decoder $N$ decoder layers; every decoder layer
 # cross-attends to the *last* encoder layer's output. Around them:
 # - **input**: token embedding × $\sqrt{d}$ plus the sinusoidal positions of notebook 02
-#   (attention alone ignores order, and here order is the whole point);
+#   (attention alone ignores order, and here order is the whole point). **A deviation from the
+#   paper:** Vaswani et al. share one weight matrix between the source embedding, the target
+#   embedding and the final Linear (Vaswani et al., 2017, §3.4), over one joint BPE vocabulary.
+#   Ours are *untied*: `src_embed`, `tgt_embed` and `vocab_proj` are three separate matrices,
+#   since our two languages have separate vocabularies (the cell below prints what tying the
+#   target side would save);
 # - **output**: a final Linear layer maps each decoder vector $h_i$ to one score per target word,
 #   softmax turns the scores into probabilities, and argmax picks an **index**:
 #
@@ -191,7 +211,8 @@ config = TransformerConfig(data.source.vocab_size, data.target.vocab_size, d_mod
 torch.manual_seed(0)
 model = Transformer(config)
 print(config)
-print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
+print(f"{sum(p.numel() for p in model.parameters()):,} parameters; tying tgt_embed to the final "
+      f"Linear (as the paper does) would save {model.tgt_embed.weight.numel():,}")
 
 src, tgt_in, tgt_out = data.batch([example])                       # (1, s), (1, t), (1, t)
 with torch.no_grad():
@@ -246,20 +267,23 @@ def get_batch(step):
 
 brief = train(model, get_batch, teacher_forcing_loss, steps=40, lr=5e-3, warmup=20,
               optimizer=optimizer, desc="translation")
-print(f"loss: step 1 {brief.losses[0]:.2f} -> step 40 {brief.losses[-1]:.2f} "
-      f"(uniform guessing: ln 41 = 3.71)")
-assert brief.losses[-1] < brief.losses[0] / 2
+# after 40 steps the loss lies within 1.25-1.27 depending on the CPU's kernels and thread
+# count (training amplifies float differences), so we print a bound, not its digits
+assert brief.losses[-1] < 1.5 < brief.losses[0] / 2
+print(f"loss: step 1 {brief.losses[0]:.2f} -> step 40 below 1.5 "
+      f"(uniform guessing: ln 41 = {math.log(41):.2f})")
 
 # %% [markdown]
 # The full recipe (same model, same loop, 400 steps) lives in `tools/train_translation.py`:
 #
 #     python tools/train_translation.py
 #
-# It measured **400 steps in 22.5–23.2 s of CPU time on one thread** (70–120 s of wall-clock
-# time on a heavily shared 2-core machine) and **98.1% exact match on 1,000 held-out sentences**, and wrote
-# `data/translation_transformer.safetensors` (the script is seeded: re-running it rebuilds the
-# same weights). We load that checkpoint and measure it ourselves. *Exact match* is strict: a
-# translation counts only if every word and the order are right.
+# It writes `data/translation_transformer.safetensors` with its measured figures in the
+# metadata: the training time of its run (printed below: CPU seconds on one thread, and the
+# wall-clock time, which depends on what else the machine runs) and the held-out score (the
+# script is seeded: re-running it rebuilds the same weights). We load that checkpoint and
+# measure the score ourselves. *Exact match* is strict: a translation counts only if every word
+# and the order are right.
 
 # %%
 trained = Transformer(config)
@@ -267,9 +291,12 @@ meta = load_checkpoint(trained, data_dir() / "translation_transformer.safetensor
 trained.eval()
 held_out = sample_pairs(1000, "test", seed=0, distinct=True)
 score, predictions = exact_match(trained, data, held_out)
+m = meta["metrics"]
 print(f"shipped checkpoint: {meta['config']['recipe']}")
+print(f"the script trained it in {m['train_cpu_s']} s of CPU time on {m['threads']} thread "
+      f"({m['train_wall_s']} s wall clock) and measured {m['exact_match']:.1%} exact match")
 print(f"held-out exact match: {score:.1%} of {len(held_out)} sentences never seen in training")
-assert score >= 0.95
+assert score >= 0.95 and abs(score - m["exact_match"]) < 1e-6
 for pair, predicted in list(zip(held_out, predictions))[:3]:
     print(f"EN {pair.source}\n   -> {predicted}   {'✓' if predicted == pair.target else '✗'}")
 
@@ -291,9 +318,9 @@ prefix = torch.tensor([[data.bos_id]])
 with torch.no_grad():
     for step in range(len(sentence.split()) + 1):
         logits, _, _ = trained.decode(prefix, memory, memory_mask)  # (1, i+1, v)
-        p = logits[0, -1].softmax(-1)                               # next-word distribution
+        p = logits[0, -1].softmax(-1)                               # (v,) next-word distribution
         index = int(p.argmax())
-        print(f"step {step:2d}: index {index:2d} -> {data.target.id_to_token[index]:10s} p={p[index]:.3f}")
+        print(f"step {step:2d}: index {index:2d} -> {data.target.id_to_token[index]:10s} p={p[index]:.2f}")
         prefix = torch.cat([prefix, torch.tensor([[index]])], dim=1)
         if index == data.eos_id:
             break
@@ -321,21 +348,35 @@ except ValueError as error:
 # $k = 1$ is greedy). Does it repair the greedy translations that were wrong? For each one, we also
 # score the *true* translation under the model: if the model prefers its wrong output, no search
 # can help (a **model error**); if it prefers the true one, greedy simply missed it (a **search error**).
+#
+# One comparison needs care. When beam search returns the true translation itself, its score
+# and the teacher-forced score are the log-probability of the *same* sentence computed two ways
+# (word by word, and in one pass): equal up to float rounding, which differs between CPUs. So we
+# compare the *sentences* there, and compare scores only between two *different* sentences, whose
+# log-probabilities the cell asserts are far apart (more than $10^{-3}$; float noise is about
+# $10^{-6}$).
 
 # %%
 wrong = [pair for pair, predicted in zip(held_out, predictions) if predicted != pair.target]
-repaired = model_errors = 0
+repaired, gaps = 0, []
 for pair in wrong:
     src = data.encode_source([pair.source])                        # (1, s)
-    tokens, score = beam_search(trained, src, beam_size=4)
-    repaired += data.decode_target(tokens[None])[0] == pair.target
+    tokens, beam_score = beam_search(trained, src, beam_size=4)
+    if data.decode_target(tokens[None])[0] == pair.target:         # beam found the true sentence
+        repaired += 1
+        continue
     _, tgt_in, tgt_out = data.batch([pair])
     with torch.no_grad():
         logp = trained(src, tgt_in)[0].log_softmax(-1)             # (1, t, v)
     true_score = logp.gather(-1, tgt_out[..., None]).sum().item()  # log p(true translation)
-    model_errors += true_score < score - 1e-6
-print(f"greedy got {len(wrong)} of {len(held_out)} wrong; beam search (k=4) repairs {repaired}; "
-      f"in {model_errors} the model itself prefers a wrong translation to the true one")
+    gaps.append(beam_score - true_score)                           # > 0: model prefers its output
+closest = min(abs(gap) for gap in gaps)
+assert closest > 1e-3                                              # clearly separated, never noise
+model_errors = sum(gap > 0 for gap in gaps)
+print(f"greedy got {len(wrong)} of {len(held_out)} wrong; beam search (k=4) finds the true "
+      f"translation for {repaired}; of the other {len(gaps)}, the model itself "
+      f"prefers its wrong translation to the true one in {model_errors} (closest log-probability "
+      f"gap {closest:.2f})")
 
 # %% [markdown]
 # ## 7. See it: cross-attention is a learned alignment
@@ -361,13 +402,16 @@ plt.show()
 # %%
 pairs = sample_pairs(300, "test", seed=1, distinct=True)
 src, tgt_in, _ = data.batch(pairs)
+# float64 for the argmax counts: the closest top-two attention weights of a row are only ~10x
+# the float32 differences between CPU kernels; in float64 those differences are ~1e-15
+trained64 = copy.deepcopy(trained).double()
 with torch.no_grad():
-    _, weights = trained(src, tgt_in, need_weights=True)
-cross = torch.stack(weights["cross"])                               # (layers, b, h, t, s)
+    _, weights = trained64(src, tgt_in, need_weights=True)
+cross = torch.stack(weights["cross"])                               # (layers, b, nh, t, s)
 gold_rows = [(b, i, j) for b, pair in enumerate(pairs) for i, j in enumerate(pair.alignment)]
 b_idx, i_idx, j_idx = (torch.tensor(c) for c in zip(*gold_rows))
 for layer in range(cross.shape[0]):
-    picks = cross[layer].argmax(-1)[b_idx, :, i_idx]                # (words, h) attended source word
+    picks = cross[layer].argmax(-1)[b_idx, :, i_idx]                # (words, nh) attended source word
     per_head = (picks == j_idx[:, None]).float().mean(0)
     mean_head = (cross[layer].mean(1).argmax(-1)[b_idx, i_idx] == j_idx).float().mean()
     print(f"decoder layer {layer + 1}: heads {[round(float(a), 2) for a in per_head]}, "
@@ -457,7 +501,10 @@ check_greedy_step(my_greedy_step)
 #   `nn.TransformerEncoder`) to float precision, with padding and causal masks.
 # - The output is a final Linear → softmax → argmax: an index into the target vocabulary.
 # - Teacher forcing + the causal mask train all positions in one pass; Adam with warm-up trains
-#   the toy translator to ≥ 95% exact match on unseen sentences in about 23 s of CPU time.
+#   the toy translator to 98.1% exact match on unseen sentences in a 400-step run of well under
+#   a minute of CPU time (the checkpoint records the figure, printed in §5).
+# - The embeddings are untied (three token matrices; the paper ties them), and the FFN is one
+#   position-wise MLP after the heads merge, not a net per head as the slide puts it.
 # - Greedy decoding produces one word per step; a KV cache avoids recomputing past keys/values.
 #   Beam search repairs only the few *search* errors: most remaining mistakes are the model's own.
 # - Cross-attention learns the word alignment (the verb read last, adjectives after their noun)
