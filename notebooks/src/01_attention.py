@@ -178,22 +178,25 @@ print("naive == bilinear form == F.scaled_dot_product_attention; rows of A sum t
 # %% [markdown]
 # ## 3. Multi-head attention
 #
-# One softmax gives each query one "focus". **Multi-head attention** runs $h$ attentions in
-# parallel on $h$ slices of width $d_h = d/h$, concatenates them, and mixes them with $W_O$:
+# One softmax gives each query one "focus". **Multi-head attention** runs $n_h$ attentions in
+# parallel on $n_h$ slices of width $d_h = d/n_h$, concatenates them, and mixes them with $W_O$:
 #
 # $$ \text{head}_i = \text{Attention}(X W_Q^{(i)}, X W_K^{(i)}, X W_V^{(i)}), \qquad
-#    \text{MHA}(X) = \text{Concat}(\text{head}_1, \dots, \text{head}_h)\, W_O . $$
+#    \text{MHA}(X) = \text{Concat}(\text{head}_1, \dots, \text{head}_{n_h})\, W_O . $$
 #
-# It costs the same as one head of width $d$, because the $h$ projections are one $d\times d$
-# matrix cut into column blocks. Splitting is a reshape: `(b, t, d) -> (b, t, h, dh) -> (b, h, t, dh)`.
+# (Vaswani et al. write the number of heads $h$. The course writes $n_h$, `nh` in shapes and
+# `n_heads` in code, because from notebook 06 on $h$ is the hidden state of a state-space model.)
+# It costs the same as one head of width $d$, because the $n_h$ projections are one $d\times d$
+# matrix cut into column blocks. Splitting is a reshape:
+# `(b, t, d) -> (b, t, nh, dh) -> (b, nh, t, dh)`.
 # The classic `.view().transpose()` idiom and einops' `rearrange` (used by `split_heads`) agree:
 
 # %%
-b, t, d, h = 2, 5, 12, 3
+b, t, d, nh = 2, 5, 12, 3
 x = torch.randn(b, t, d, generator=g)                                  # (b, t, d)
-heads_view = x.view(b, t, h, d // h).transpose(1, 2)                   # (b, h, t, dh)
-torch.testing.assert_close(heads_view, split_heads(x, h))
-torch.testing.assert_close(merge_heads(split_heads(x, h)), x)          # concat undoes split
+heads_view = x.view(b, t, nh, d // nh).transpose(1, 2)                 # (b, nh, t, dh)
+torch.testing.assert_close(heads_view, split_heads(x, nh))
+torch.testing.assert_close(merge_heads(split_heads(x, nh)), x)         # concat undoes split
 print("view/transpose == rearrange; merge_heads(split_heads(x)) == x;", tuple(heads_view.shape))
 
 # %% [markdown]
@@ -213,12 +216,27 @@ with torch.no_grad():
     ref_out, ref_w = reference(x, x, x, average_attn_weights=False)    # self-attention
     out, w = mha(x, need_weights=True)
     torch.testing.assert_close(out, ref_out)
-    torch.testing.assert_close(w, ref_w)                               # (b, h, t, t)
+    torch.testing.assert_close(w, ref_w)                               # (b, nh, t, t)
     ref_cross, _ = reference(x, memory, memory)                        # cross-attention
     cross, w_cross = mha(x, memory, need_weights=True)
     torch.testing.assert_close(cross, ref_cross)
     torch.testing.assert_close(mha(x)[0], out)                         # fused path == naive path
 print("self-attention weights", tuple(w.shape), "| cross-attention weights", tuple(w_cross.shape))
+
+# %% [markdown]
+# **Dropout** (training only) zeroes attention *weights*, as the paper's attention dropout and
+# `F.scaled_dot_product_attention(dropout_p=p)` do, and scales the kept ones by $1/(1-p)$; with
+# `need_weights=True` the weights returned are the dropped ones that multiplied $V$:
+
+# %%
+dropping = MultiHeadAttention(d_model, n_heads, dropout=0.5).load_from_torch(reference).train()
+with torch.no_grad():
+    out_d, w_d = dropping(x, need_weights=True)                        # (b, t, d), (b, nh, t, t)
+    torch.testing.assert_close(out_d, dropping.out_proj(merge_heads(w_d @ dropping.project(x)[2])))
+    kept = w_d != 0
+    torch.testing.assert_close(w_d[kept], w[kept] / 0.5)               # survivors scaled by 1/(1-p)
+assert 0.35 < kept.float().mean() < 0.65                              # about half are kept
+print("in training mode: output == out_proj(dropped weights @ V); kept weights scaled by 1/(1-p)")
 
 # %% [markdown]
 # In **self-attention** queries, keys and values all come from the same sequence ($t\times t$
@@ -238,7 +256,7 @@ lengths = torch.tensor([7, 4])                                         # second 
 pad = padding_mask(lengths, 7)                                         # (b, 1, 1, s)
 causal = causal_mask(7)                                                # (t, s)
 with torch.no_grad():
-    _, w_pad = mha(x, mask=pad, need_weights=True)                     # (b, h, t, s)
+    _, w_pad = mha(x, mask=pad, need_weights=True)                     # (b, nh, t, s)
     _, w_causal = mha(x, is_causal=True, need_weights=True)
     # PyTorch's boolean masks mean the opposite (True = blocked): invert them to compare
     ref_causal, _ = reference(x, x, x, attn_mask=~causal)
@@ -261,7 +279,7 @@ plt.show()
 # %% [markdown]
 # ## 5. Naive vs fused attention: why the fused kernel is faster
 #
-# `attention_naive` materializes the full $(b, h, t, s)$ score and weight tensors in memory: at
+# `attention_naive` materializes the full $(b, n_h, t, s)$ score and weight tensors in memory: at
 # $t = 2048$ with 8 heads that is $8 \cdot 2048^2$ floats, 128 MiB *per tensor*, written and read
 # back several times (scores, masked scores, softmax, product). `F.scaled_dot_product_attention`
 # dispatches to fused kernels (FlashAttention-style on GPU, a blocked kernel on CPU) that compute
@@ -270,10 +288,10 @@ plt.show()
 # ask for the weights (`need_weights=True`, for plots).
 
 # %%
-t_long, h_long, dh_long = 2048, 8, 64
-bytes_per_map = h_long * t_long * t_long * 4
-print(f"one (h, t, t) float32 map at t={t_long}: {bytes_per_map / 2**20:.0f} MiB")
-q_l, k_l, v_l = (torch.randn(1, h_long, t_long, dh_long, generator=g) for _ in range(3))
+t_long, nh_long, dh_long = 2048, 8, 64
+bytes_per_map = nh_long * t_long * t_long * 4
+print(f"one (nh, t, t) float32 map at t={t_long}: {bytes_per_map / 2**20:.0f} MiB")
+q_l, k_l, v_l = (torch.randn(1, nh_long, t_long, dh_long, generator=g) for _ in range(3))
 with torch.no_grad():
     torch.testing.assert_close(attention(q_l, k_l, v_l), attention_naive(q_l, k_l, v_l)[0],
                                atol=1e-5, rtol=1e-4)
@@ -299,7 +317,7 @@ print(f"naive {t_naive * 1e3:.0f} ms, fused {t_fused * 1e3:.0f} ms, "
 sentence = "the cat that the dog chased ran away".split()
 emb = torch.randn(len(sentence), d_model, generator=torch.Generator().manual_seed(3))
 with torch.no_grad():
-    _, w_sentence = mha(emb[None], need_weights=True)                 # (1, h, t, t)
+    _, w_sentence = mha(emb[None], need_weights=True)                 # (1, nh, t, t)
 fig = plot_heads(w_sentence[0], sentence, sentence, ncols=4, size=2.4,
                  suptitle="random weights: 4 heads, self-attention")
 plt.show()
@@ -311,7 +329,7 @@ plt.show()
 
 # %%
 def head_qk(module: MultiHeadAttention, tokens_x, x, memory=None):
-    """Per-head queries and keys (h, t, dh), (h, s, dh) of one sequence, for the explorer."""
+    """Per-head queries and keys (nh, t, dh), (nh, s, dh) of one sequence, for the explorer."""
     with torch.no_grad():
         q, k, _ = module.project(x[None], None if memory is None else memory[None])
     return q[0], k[0]
@@ -413,7 +431,7 @@ def token_name(i):
 labels = [token_name(i) for i in x_one[0]]
 query_key = int(x_one[0, -1])
 match = [i for i in range(0, 2 * N_PAIRS, 2) if int(x_one[0, i]) == query_key][0]
-layer2 = maps[1][0]                                                    # (h, t, t)
+layer2 = maps[1][0]                                                    # (nh, t, t)
 strongest = layer2[:, -1].max(0).values.argmax().item()
 print(f"query {labels[-1]}: matching key at position {match}, its value {labels[match + 1]} at "
       f"{match + 1}; layer-2 strongest weight from the query on position {strongest}; "
@@ -432,7 +450,7 @@ trained_explorer
 # %% [markdown]
 # ### bertviz
 # [bertviz](https://github.com/jessevig/bertviz)'s `head_view` draws the same maps as lines between
-# tokens; it accepts any list of per-layer `(1, h, t, t)` tensors, so it works on our model.
+# tokens; it accepts any list of per-layer `(1, nh, t, t)` tensors, so it works on our model.
 # **It needs internet**: its JavaScript (require.js, d3, jQuery) comes from a CDN, and JupyterLab
 # runs the stored JavaScript only in a trusted notebook. Offline, the view stays blank — the
 # course's explorer above always works.
@@ -469,7 +487,7 @@ def my_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Ten
 check_single_head_attention(my_attention)
 
 # %% [markdown]
-# **Exercise 3 — heads from a projection.** Turn `x (b, t, d)` into `(b, h, t, dh)` where head
+# **Exercise 3 — heads from a projection.** Turn `x (b, t, d)` into `(b, nh, t, dh)` where head
 # `i` holds features `i*dh … (i+1)*dh - 1`. Use `.view` and `.transpose` (no einops).
 
 # %%
@@ -495,11 +513,11 @@ check_padding_mask(my_padding_mask)
 # ## Summary
 # - Attention is a differentiable lookup: scores $QK^\top/\sqrt{d_k}$, softmax, a weighted sum of $V$.
 # - The √d_k keeps scores at unit variance; without it softmax saturates and gradients vanish (measured).
-# - Multi-head attention = $h$ lookups on slices of the width, concatenated and mixed by $W_O$;
+# - Multi-head attention = $n_h$ lookups on slices of the width, concatenated and mixed by $W_O$;
 #   ours equals `nn.MultiheadAttention` to float precision, and uses the fused kernel when it can.
 # - Masks remove keys: padding (different lengths) and causal (no peeking at the future).
 # - Now in `course_lib.attention`: `attention_naive`, `attention`, `causal_mask`, `padding_mask`,
-#   `split_heads`, `merge_heads`, `MultiHeadAttention`, `KVCache`.
+#   `split_heads`, `merge_heads`, `MultiHeadAttention`, `KVCache` (used from notebook 03 on).
 #
 # **Next:** attention has no idea of *order* — shuffle the tokens and the outputs shuffle with
 # them. Notebook [02 · Positional encodings](02_positional_encodings.ipynb) fixes that.
