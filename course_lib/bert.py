@@ -10,9 +10,15 @@ followed by LayerNorm. Two pre-training heads (Devlin et al. 2019):
 
 - masked LM: predict the original word at 15% of the positions, of which 80% were replaced
   by [MASK], 10% by a random word and 10% left unchanged (``mask_tokens``);
-  logits = LN(GELU(W h_i)) E_tokenᵀ + b (decoder tied to the token embedding);
-- next-sentence prediction: from the pooled [CLS] vector tanh(W h_[CLS]), is b the sentence
-  that follows a (IsNext = 0) or a random one (NotNext = 1)?
+  logits = LN(GELU(W hidden_i)) E_tokenᵀ + b (decoder tied to the token embedding);
+- next-sentence prediction: from the pooled [CLS] vector tanh(W hidden_[CLS]), is b the
+  sentence that follows a (IsNext = 0) or a random one (NotNext = 1)?
+
+Two deviations from the paper's reference code (google-research/bert), on purpose and stated
+where they matter (``mask_tokens``): each word position is selected independently with
+probability 0.15 (a Bernoulli draw per token, so 15% only on average; the reference code picks
+exactly round(0.15 · length) positions per sequence), and the random replacement word is never
+a special token (the reference code draws it from the whole vocabulary).
 
 Fine-tuning puts a linear layer on the same pooled [CLS] vector (``BertClassifier``).
 Token ids are (b, t) long tensors; 0 is [PAD] and padded keys are masked out of attention.
@@ -120,7 +126,7 @@ class Bert(nn.Module):
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None,
                 need_weights: bool = False):
-        """ids, segments: (b, t). Returns (hidden (b, t, d), [weights (b, h, t, t)] or None)."""
+        """ids, segments: (b, t). Returns (hidden (b, t, d), [weights (b, nh, t, t)] or None)."""
         states, weights = self._run(ids, segments, need_weights)
         return states[-1], (weights if need_weights else None)
 
@@ -142,7 +148,7 @@ class Bert(nn.Module):
 
 
 class MLMHead(nn.Module):
-    """logits_i = LN(GELU(W h_i + c)) E_tokenᵀ + b: (b, t, d) -> (b, t, v), decoder tied to E_token."""
+    """logits_i = LN(GELU(W hidden_i + c)) E_tokenᵀ + b: (b, t, d) -> (b, t, v), tied to E_token."""
 
     def __init__(self, config: BertConfig, token_embedding: nn.Embedding):
         super().__init__()
@@ -157,7 +163,7 @@ class MLMHead(nn.Module):
 
 
 class Pooler(nn.Module):
-    """pooled = tanh(W h_[CLS] + c): the [CLS] position's final vector, (b, t, d) -> (b, d)."""
+    """pooled = tanh(W hidden_[CLS] + c): from the [CLS] position's final vector, (b, t, d) -> (b, d)."""
 
     def __init__(self, d_model: int):
         super().__init__()
@@ -194,9 +200,9 @@ def pretraining_loss(model: BertForPretraining, ids, segments, mlm_labels, nsp_l
 
 
 class BertClassifier(nn.Module):
-    """A label per sequence: logits = W dropout(pool(h)) + c, pool = the [CLS] pooler (or a mean).
+    """A label per sequence: logits = W dropout(pool(hidden)) + c, pool = [CLS] pooler or a mean.
 
-    ``pooling="cls"`` uses tanh(W h_[CLS]) as in the paper; ``"mean"`` averages the non-pad
+    ``pooling="cls"`` uses tanh(W hidden_[CLS]) as in the paper; ``"mean"`` averages the non-pad
     tokens' final vectors. ``freeze=True`` trains only the last linear layer (a linear probe).
     """
 
@@ -265,6 +271,11 @@ def mask_tokens(ids: torch.Tensor, mask_id: int, vocab_size: int, special_ids,
     Each non-special position is selected with probability p_select; a selected position
     becomes [MASK] with probability p_mask, a random non-special word with p_random, and stays
     unchanged otherwise (1 − p_mask − p_random). Labels hold the original id where selected.
+
+    Unlike the paper's reference code, selection is one Bernoulli draw per token (the number of
+    selected positions per sequence varies, binomially, around p_select · length; the reference
+    code takes exactly round(p_select · length)), and a random word is never a special token
+    (the reference code draws from the whole vocabulary, [CLS], [SEP] and [MASK] included).
     """
     for name, p in (("p_select", p_select), ("p_mask", p_mask), ("p_random", p_random)):
         if not 0.0 <= p <= 1.0:
