@@ -325,7 +325,7 @@ def test_checkers_pass_reference_and_fail_wrong():
     assert check_kernel_powers(ssm_kernel_powers).passed
     euler = check_discretize_zoh(lambda A, B, d: (torch.eye(A.shape[0], dtype=A.dtype) + d * A, d * B))
     assert euler.status == "failed" and "Euler" in euler.message
-    circular = check_fft_conv(lambda u, K: fft_conv(u, K, pad=False))
+    circular = check_fft_conv(lambda x, K: fft_conv(x, K, pad=False))
     assert circular.status == "failed" and "circular" in circular.message
     shifted = check_kernel_powers(lambda A, B, C, n: ssm_kernel_powers(A, B, C, n + 1)[1:])
     assert shifted.status == "failed" and "max abs diff" in shifted.message

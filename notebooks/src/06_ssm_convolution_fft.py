@@ -249,10 +249,13 @@ plt.show()
 # handful of large operations. Timed here on one thread; the last line prints, for this run, how
 # many times faster the kernel + FFT path is than each of the other two at the longest $L$.
 # Timings change from run to run and machine to machine, so nbval does not compare this cell's
-# output: on the busy 2-core course machine the ratios ranged from tens to hundreds of times,
-# and the log-log slopes (about 2 for the direct convolution, about 1 for the other two) are
-# what stays put. `python benchmarks/bench_ssm.py` times the same comparison with repeats and
-# also against PyTorch's own direct `F.conv1d`.
+# output: on the busy 2-core course machine the ratios ranged from tens to hundreds of times.
+# The figure's shape is what stays put. At these lengths the direct convolution and the
+# recurrence both pay for one Python-level operation per kernel tap or per step, so both grow
+# roughly in proportion to $L$, well below the dotted $L^2$ line (the multiply-adds are not yet
+# what costs); the kernel + FFT path is a handful of large operations and stays far below both.
+# `python benchmarks/bench_ssm.py` times the same comparison with repeats and also against
+# PyTorch's own direct `F.conv1d`.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
