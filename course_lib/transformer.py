@@ -13,9 +13,9 @@ Layer names and parameter layout match ``nn.TransformerEncoderLayer``/``DecoderL
 The encoder-decoder model (``Transformer``) stacks N of each. Tokens are embedded (scaled by
 √d_model, as in the paper), sinusoidal positions are added, the encoder turns the source into
 a memory (b, s, d), the decoder reads the target so far plus that memory, and a final Linear
-maps each decoder vector to one score per target word:
+maps each decoder output vector o_i to one score per target word:
 
-    p(y_i | y_<i, x) = softmax(W_out h_i + b_out),     ŷ_i = argmax_w p(w | y_<i, x)
+    p(y_i | y_<i, x) = softmax(W_out o_i + b_out),     ŷ_i = argmax_w p(w | y_<i, x)
 
 The argmax is an *index*; the target vocabulary says which word it is. Training uses teacher
 forcing (``teacher_forcing_loss``); inference decodes greedily, one word at a time, re-using

@@ -107,10 +107,11 @@ plt.show()
 # head". There is no FFN per head: the heads' outputs are concatenated and mixed by $W_O$ into one
 # $d$-wide vector per position, and *one* MLP, shared by all positions, reads that whole vector.
 # "Independent" holds across *positions* (each position goes through the MLP on its own), not
-# across heads. The check below asserts both facts. `course_lib.transformer.EncoderLayer` names its
-# parts `self_attn`, `ffn`, `norm1`, `norm2`, exactly like PyTorch, so we can copy PyTorch's
-# weights in and demand the same numbers, including a **padding mask** (shorter sentences
-# padded with `[PAD]` must not be attended to).
+# across heads. The cell below asserts both facts.
+#
+# `course_lib.transformer.EncoderLayer` names its parts `self_attn`, `ffn`, `norm1`, `norm2`,
+# exactly like PyTorch, so we can copy PyTorch's weights in and demand the same numbers,
+# including a **padding mask** (shorter sentences padded with `[PAD]` must not be attended to).
 
 # %%
 torch.manual_seed(0)
@@ -184,10 +185,10 @@ print("DecoderLayer == nn.TransformerDecoderLayer; self-attention", tuple(w_self
 #   Ours are *untied*: `src_embed`, `tgt_embed` and `vocab_proj` are three separate matrices,
 #   since our two languages have separate vocabularies (the cell below prints what tying the
 #   target side would save);
-# - **output**: a final Linear layer maps each decoder vector $h_i$ to one score per target word,
-#   softmax turns the scores into probabilities, and argmax picks an **index**:
+# - **output**: a final Linear layer maps each decoder output vector $o_i$ to one score per target
+#   word, softmax turns the scores into probabilities, and argmax picks an **index**:
 #
-# $$ p(y_i \mid y_{<i}, x) = \text{softmax}(W_{out} h_i + b_{out}), \qquad \hat y_i = \arg\max_w\ p(w \mid y_{<i}, x). $$
+# $$ p(y_i \mid y_{<i}, x) = \text{softmax}(W_{out} o_i + b_{out}), \qquad \hat y_i = \arg\max_w\ p(w \mid y_{<i}, x). $$
 #
 # "Which word is associated with this index?" The target vocabulary answers: `id_to_token[index]`.
 # A stack of our layers equals PyTorch's `nn.TransformerEncoder` too:
