@@ -127,7 +127,7 @@ def execute(path: Path) -> tuple[float, str | None]:
     # a last cell that proves the bootstrap took its Colab branch (it changes directory)
     nb.cells.append(nbformat.v4.new_code_cell(
         "import os, sys\nassert 'google.colab' in sys.modules, 'not a Colab-like kernel'\n"
-        f"assert os.getcwd() == '{COURSE / 'notebooks'}', os.getcwd()"))
+        f"assert os.path.samefile(os.getcwd(), '{COURSE / 'notebooks'}'), os.getcwd()"))
     client = NotebookClient(nb, timeout=600, kernel_name=KERNEL,
                             resources={"metadata": {"path": str(CONTENT)}})
     start = time.perf_counter()
