@@ -5,8 +5,11 @@ sentence boundary into a (the sentences before) and b (the sentences after, IsNe
 tail of another story (NotNext), packed as ``[CLS] a [SEP] b [SEP]``; then 15% of the word
 positions are chosen for the masked-LM loss (80/10/10, ``course_lib.bert.mask_tokens``).
 
-Fine-tuning: ``[CLS] story [SEP]`` -> the story's label; three contenders of the same
-architecture (``CLASSIFIERS``): pre-trained + fine-tuned, from scratch, a linear probe.
+Fine-tuning: ``[CLS] text [SEP]`` -> a label, on two tasks (``finetuning_task``): the story's
+setting and a grammar task. Three contenders of the same architecture (``CLASSIFIERS``):
+pre-trained + fine-tuned, from scratch, a linear probe, all with the same pooling. Their
+recipes (pooling, learning rate, steps) are chosen on a validation split
+(``select_on_validation``), never on the test numbers that are reported.
 """
 from __future__ import annotations
 
@@ -15,10 +18,13 @@ import torch.nn.functional as F
 
 from course_lib.bert import (IS_NEXT, NOT_NEXT, Bert, BertClassifier, BertForPretraining,
                              mask_tokens, pad_batch, pair_input)
+from course_lib.data.stories import LABELS
 
 __all__ = ["story_ids", "nsp_example", "pretraining_batch", "classification_batch",
            "pretraining_accuracy", "CLASSIFIERS", "make_classifier", "labelled_subset",
-           "finetune_classifier", "classifier_accuracy", "grammaticality_examples"]
+           "finetune_classifier", "classifier_accuracy", "grammaticality_examples",
+           "finetuning_task", "select_on_validation", "TASKS", "masked_word_probs",
+           "sentence_positions"]
 
 def story_ids(tokenizer, sentences: list[str]) -> list[int]:
     """Token ids of consecutive sentences (strict: an unknown word raises ValueError)."""
@@ -99,12 +105,13 @@ CLASSIFIERS = ("pretrained + fine-tuned", "from scratch", "linear probe (frozen)
 
 
 def make_classifier(kind: str, pretrained: BertForPretraining, n_classes: int,
-                    seed: int = 0) -> BertClassifier:
+                    seed: int = 0, pooling: str = "mean") -> BertClassifier:
     """One of the three contenders of the fine-tuning experiment (``CLASSIFIERS``), seeded.
 
     pretrained + fine-tuned: copies of the pre-trained encoder and pooler, all trained;
     from scratch: the same architecture, random weights; linear probe: the pre-trained encoder
-    frozen, a linear layer on the mean token vector.
+    (and pooler) frozen, only the last linear layer trained. All three read the sequence the same
+    way, ``pooling``: "mean" (average of the token vectors) or "cls" (the NSP-trained pooler).
     """
     import copy
 
@@ -112,11 +119,10 @@ def make_classifier(kind: str, pretrained: BertForPretraining, n_classes: int,
         raise ValueError(f"kind must be one of {CLASSIFIERS}, got {kind!r}")
     torch.manual_seed(seed)
     if kind == "from scratch":
-        return BertClassifier(Bert(pretrained.config), n_classes)
-    bert = copy.deepcopy(pretrained.bert)
-    if kind == "linear probe (frozen)":
-        return BertClassifier(bert, n_classes, pooling="mean", freeze=True)
-    return BertClassifier(bert, n_classes, copy.deepcopy(pretrained.pooler))
+        return BertClassifier(Bert(pretrained.config), n_classes, pooling=pooling)
+    return BertClassifier(copy.deepcopy(pretrained.bert), n_classes,
+                          copy.deepcopy(pretrained.pooler), pooling=pooling,
+                          freeze=kind == "linear probe (frozen)")
 
 
 def labelled_subset(stories, n: int, seed: int = 0) -> list:
@@ -134,6 +140,46 @@ def labelled_subset(stories, n: int, seed: int = 0) -> list:
     if len(picked) < n:
         raise ValueError(f"not enough stories of every label for n={n}: {per_label}")
     return picked
+
+
+TASKS = ("setting", "grammar")
+
+
+def finetuning_task(task: str, splits: dict, tokenizer, seed: int, n_labels: int, max_len: int,
+                    n_eval: int = 1000) -> dict:
+    """Labelled data of one fine-tuning task: {"train", "val", "test": (ids (n, t), labels (n,))}.
+
+    "setting": ``[CLS] story [SEP]`` -> Story.label (4 classes); ``n_labels`` training stories
+    (as many per class, chosen by ``seed``), all validation and test stories.
+    "grammar": ``[CLS] sentence [SEP]`` -> swapped words or not (``grammaticality_examples``);
+    ``n_labels`` training sentences (drawn by ``seed``), ``n_eval`` validation and test sentences.
+    Validation data select the recipe; test data only report it.
+    """
+    if task == "setting":
+        names = list(LABELS)
+        make = {"train": labelled_subset(splits["train"], n_labels, seed),
+                "val": splits["val"], "test": splits["test"]}
+        data = {k: classification_batch(v, tokenizer, names, max_len) for k, v in make.items()}
+        return dict(data, n_classes=len(names))
+    if task == "grammar":
+        draws = {"train": (n_labels, seed), "val": (n_eval, 98), "test": (n_eval, 99)}
+        data = {k: grammaticality_examples(splits[k], tokenizer, n, s, max_len)
+                for k, (n, s) in draws.items()}
+        return dict(data, n_classes=2)
+    raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+
+def select_on_validation(grid: list[dict]) -> dict:
+    """The recipe with the highest mean validation accuracy over seeds; ties go to the earlier one.
+
+    grid: [{"pooling": ..., "lr": ..., "steps": ..., "val": [accuracy per seed]}, ...] in the
+    order of preference (cheapest first). Test accuracy is never looked at here.
+    """
+    if not grid or any(not r.get("val") for r in grid):
+        raise ValueError("select_on_validation: expected recipes with a non-empty 'val' list each")
+    means = [sum(r["val"]) / len(r["val"]) for r in grid]
+    best = max(means)
+    return grid[next(i for i, m in enumerate(means) if m >= best - 1e-9)]
 
 
 def finetune_classifier(classifier: BertClassifier, ids: torch.Tensor, labels: torch.Tensor,
@@ -187,3 +233,48 @@ def pretraining_accuracy(model: BertForPretraining, stories, tokenizer, max_len:
         nsp_total += len(nsp)
     return {"mlm_accuracy": mlm_right / mlm_total, "nsp_accuracy": nsp_right / nsp_total,
             "masked_positions": mlm_total}
+
+
+@torch.no_grad()
+def masked_word_probs(model: BertForPretraining, items, tokenizer, left_only: bool = False,
+                      batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """The MLM's distribution at one masked word, with both sides or with the left side only.
+
+    items: (tokens, i) pairs, ``tokens`` a story's word list and ``i`` the position to mask. The
+    input is ``[CLS] tokens[:i] [MASK] tokens[i+1:] [SEP]``; with ``left_only`` everything right
+    of the mask is dropped (``[CLS] tokens[:i] [MASK] [SEP]``: what a left-to-right model sees,
+    at the same positions). Returns (probs (n, v), target ids (n,)).
+    """
+    if not items:
+        raise ValueError("masked_word_probs: expected at least one (tokens, i) item, received none")
+    seqs, where, targets = [], [], []
+    for tokens, i in items:
+        if not 0 <= i < len(tokens):
+            raise ValueError(f"masked_word_probs: position {i} outside a {len(tokens)}-token text")
+        ids = tokenizer.encode(" ".join(tokens))
+        right = [] if left_only else ids[i + 1:]
+        seqs.append([tokenizer.cls_id, *ids[:i], tokenizer.mask_id, *right, tokenizer.sep_id])
+        where.append(i + 1)                                                # +1: [CLS]
+        targets.append(ids[i])
+    model.eval()
+    ids, where = pad_batch(seqs, tokenizer.pad_id), torch.tensor(where)   # (n, t), (n,)
+    probs = [model(ids[k:k + batch_size])[0][torch.arange(len(ids[k:k + batch_size])),
+                                             where[k:k + batch_size]].softmax(-1)
+             for k in range(0, len(ids), batch_size)]                      # each (batch, v)
+    return torch.cat(probs), torch.tensor(targets)
+
+
+def sentence_positions(stories, first: str, offset: int, max_items: int | None = None) -> list:
+    """(story tokens, position) of word ``offset`` of every sentence that starts with ``first``.
+
+    E.g. first="so", offset=2 finds the verb of "so tom sat on the bank of the river ."
+    """
+    items = []
+    for story in stories:
+        start = 0
+        for sentence in story.sentences:
+            words = sentence.split()
+            if words[0] == first and offset < len(words):
+                items.append((story.tokens, start + offset))
+            start += len(words)
+    return items[:max_items]

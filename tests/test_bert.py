@@ -9,8 +9,10 @@ from torch import nn
 from course_lib.bert import (IS_NEXT, NOT_NEXT, Bert, BertClassifier, BertConfig, BertEmbeddings,
                              BertForPretraining, corrupt, mask_tokens, pad_batch, pair_input,
                              pretraining_loss)
-from course_lib.bert_training import (CLASSIFIERS, classification_batch, labelled_subset,
-                                      make_classifier, nsp_example, pretraining_batch, story_ids)
+from course_lib.bert_training import (CLASSIFIERS, classification_batch, finetuning_task,
+                                      labelled_subset, make_classifier, masked_word_probs,
+                                      nsp_example, pretraining_batch, select_on_validation,
+                                      sentence_positions, story_ids)
 from course_lib.checks import bert as checks
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
@@ -276,6 +278,11 @@ def test_classifier_contenders_and_subsets(corpus):
         assert clf(torch.tensor([[tok.cls_id, 10, tok.sep_id]])).shape == (1, 4)
     probe = make_classifier("linear probe (frozen)", pretrained, 4)
     assert probe.bert is not pretrained.bert and probe.frozen
+    for pooling in ("mean", "cls"):        # like with like: every contender pools the same way
+        assert {make_classifier(k, pretrained, 4, 0, pooling).pooling for k in CLASSIFIERS} == {pooling}
+    tuned = make_classifier("pretrained + fine-tuned", pretrained, 4, pooling="cls")
+    torch.testing.assert_close(tuned.pooler.dense.weight, pretrained.pooler.dense.weight)
+    assert tuned.pooler.dense.weight is not pretrained.pooler.dense.weight
     with pytest.raises(ValueError, match="kind"):
         make_classifier("fine-tuned", pretrained, 4)
     few = labelled_subset(stories, 8, seed=1)
@@ -316,8 +323,15 @@ def test_shipped_checkpoint_loads_and_meets_the_claims():
     assert config["vocab_size"] == build_tokenizer().vocab_size
     model = BertForPretraining(BertConfig(**config))
     meta = load_checkpoint(model, path)
-    acc = meta["metrics"]["finetune"]["test_accuracy"]
-    assert set(acc) == set(CLASSIFIERS) and all(0 <= a <= 1 for v in acc.values() for a in v)
+    for key in ("finetune", "finetune_grammar"):
+        result = meta["metrics"][key]
+        acc = result["test_accuracy"]
+        assert set(acc) == set(CLASSIFIERS) and all(0 <= a <= 1 for v in acc.values() for a in v)
+        for kind in CLASSIFIERS:         # the reported recipe is the one validation chose
+            grid = result["grid"][kind]
+            assert select_on_validation(grid) == result["selected"][kind]
+            assert all(len(r["val"]) == len(acc[kind]) == 3 for r in grid)
+            assert {r["pooling"] for r in grid} == {"mean", "cls"} and len(grid) >= 8
     assert meta["metrics"]["mlm_accuracy"] > 0.5
     assert path.stat().st_size < 2_000_000
 
@@ -368,3 +382,79 @@ def test_grammaticality_examples_swap_half_of_the_sentences():
     assert torch.equal(ids, again)
     with pytest.raises(ValueError, match="n must lie in"):
         grammaticality_examples(stories, tokenizer, 1, seed=0, max_len=96)
+
+
+# ---------------------------------------------------------------- fine-tuning protocol
+def test_finetuning_task_splits_and_sizes(corpus):
+    from course_lib.data.stories import generate_stories
+    stories, tok = corpus
+    splits = {"train": stories, "val": generate_stories(12, seed=8), "test": generate_stories(12, seed=9)}
+    data = finetuning_task("setting", splits, tok, seed=0, n_labels=8, max_len=96)
+    assert data["n_classes"] == 4 and data["train"][0].shape[0] == 8
+    assert sorted(data["train"][1].tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert data["val"][0].shape[0] == 12 and data["test"][0].shape[0] == 12
+    assert not torch.equal(data["val"][1], data["test"][1]) or not torch.equal(data["val"][0], data["test"][0])
+    gram = finetuning_task("grammar", splits, tok, seed=1, n_labels=10, max_len=96, n_eval=20)
+    assert gram["n_classes"] == 2 and gram["train"][0].shape[0] == 10 and gram["val"][0].shape[0] == 20
+    again = finetuning_task("grammar", splits, tok, seed=2, n_labels=10, max_len=96, n_eval=20)
+    assert torch.equal(gram["test"][0], again["test"][0])          # the test set never moves
+    assert not torch.equal(gram["train"][0], again["train"][0])    # the labelled set does, by seed
+    with pytest.raises(ValueError, match="task must be one of"):
+        finetuning_task("topic", splits, tok, 0, 8, 96)
+
+
+def test_select_on_validation_uses_the_validation_mean_only():
+    grid = [dict(pooling="mean", lr=1e-3, steps=40, val=[0.5, 0.9, 0.7], test=[0.99] * 3),
+            dict(pooling="mean", lr=3e-3, steps=40, val=[0.8, 0.8, 0.8], test=[0.1] * 3),
+            dict(pooling="cls", lr=3e-3, steps=40, val=[0.9, 0.7, 0.8], test=[0.2] * 3)]
+    assert select_on_validation(grid) is grid[1]       # best mean 0.8; the tie goes to the earlier
+    grid[2]["val"] = [0.9, 0.9, 0.8]
+    assert select_on_validation(grid) is grid[2]
+    with pytest.raises(ValueError, match="val"):
+        select_on_validation([dict(pooling="mean", val=[])])
+
+
+def test_masked_word_probs_left_only_ignores_the_right_side(corpus):
+    stories, tok = corpus
+    torch.manual_seed(0)
+    model = BertForPretraining(tiny_config(vocab_size=tok.vocab_size, max_len=96)).eval()
+    items = sentence_positions(stories, "so", 2)
+    assert items and all(t[i] in ("sat", "took", "saw", "played", "touched", "heard", "put")
+                         for t, i in items)
+    tokens, i = items[0]
+    edited = tokens[:i + 1] + ["the"] * (len(tokens) - i - 1)          # other words on the right
+    both, target = masked_word_probs(model, [(tokens, i), (edited, i)], tok)
+    left, _ = masked_word_probs(model, [(tokens, i), (edited, i)], tok, left_only=True)
+    assert target.tolist() == [tok.token_to_id[tokens[i]]] * 2
+    torch.testing.assert_close(both.sum(-1), torch.ones(2))
+    torch.testing.assert_close(left[0], left[1])                      # the right side is gone
+    assert (both[0] - both[1]).abs().max() > 1e-4                     # ...and it mattered
+    ids = torch.tensor([[tok.cls_id, *tok.encode(" ".join(tokens[:i])), tok.mask_id, tok.sep_id]])
+    with torch.no_grad():
+        manual = model(ids)[0][0, i + 1].softmax(-1)
+    torch.testing.assert_close(left[0], manual)
+    with pytest.raises(ValueError, match="position"):
+        masked_word_probs(model, [(tokens, len(tokens))], tok)
+
+
+def test_setting_swap_control(corpus):
+    from course_lib.viz.bert import setting_gap, setting_swapped_vectors
+    stories, tok = corpus
+    torch.manual_seed(0)
+    bert = Bert(tiny_config(vocab_size=tok.vocab_size, max_len=96)).eval()
+    word = next(w for w in ("bank", "bat", "bark") if sum(x[2] == w for s in stories for x in s.senses) >= 3)
+    vectors, senses = setting_swapped_vectors(bert, stories, tok, word, ("river", "town"))
+    assert vectors.shape[:3] == (3, len(senses), 2)
+    torch.testing.assert_close(vectors[0, :, 0], vectors[0, :, 1])   # layer 0: only the word itself
+    assert (vectors[-1, :, 0] - vectors[-1, :, 1]).abs().max() > 1e-6  # the encoder sees the setting
+    same = setting_gap(vectors[0], senses)
+    assert abs(same["gap"]) < 1e-6 and same["shift"] < 1e-6
+    # a made-up word vector that is the setting direction plus noise: a clear positive gap
+    g = torch.Generator().manual_seed(0)
+    planted = torch.randn(len(senses), 1, 16, generator=g) * 0.1 + torch.eye(16)[:2][None] * 3
+    made = setting_gap(planted, senses)
+    assert made["gap"] > 0.5 and made["same setting"] > made["other setting"]
+    with pytest.raises(ValueError, match="settings"):
+        setting_swapped_vectors(bert, stories, tok, word, ("river", "moon"))
+    with pytest.raises(ValueError, match="expected shape"):
+        setting_gap(vectors[0, :, 0], senses)

@@ -7,18 +7,26 @@ with the money get different vectors. We compare occurrences by cosine similarit
     cos(u, v) = u · v / (‖u‖ ‖v‖)
 
 and summarise a (n, n) similarity matrix by its mean within-sense and across-sense entries.
+
+In the story corpus each sense comes in its own sentence ("so tom sat on the bank of the river"
+vs "so tom took money from the bank"), so a split by sense may come from the neighbouring words
+alone. The control (``setting_swapped_vectors``, ``setting_gap``): keep every word, change only
+the story's setting word, and see whether the vector of the ambiguous word follows the setting.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 import torch.nn.functional as F
 
 from course_lib.bert import Bert, pad_batch, pair_input
 from course_lib.bert_training import story_ids
+from course_lib.data.stories import LABELS
 from course_lib.viz import Explorer, to_numpy
 
 __all__ = ["contextual_vectors", "cosine_matrix", "sense_summary", "plot_sense_similarity",
-           "contextual_similarity_explorer"]
+           "contextual_similarity_explorer", "setting_swapped_vectors", "setting_gap"]
 
 
 def contextual_vectors(bert: Bert, stories, tokenizer, word: str, max_items: int = 40):
@@ -59,6 +67,51 @@ def sense_summary(sim: torch.Tensor, senses: list[str]) -> dict:
     same = torch.tensor([[a == b for b in senses] for a in senses])       # (n, n)
     off = ~torch.eye(len(senses), dtype=torch.bool)
     return {"within": sim[same & off].mean().item(), "across": sim[~same].mean().item()}
+
+
+def setting_swapped_vectors(bert: Bert, stories, tokenizer, word: str,
+                            settings=("river", "town"), max_items: int = 40):
+    """``contextual_vectors`` of ``word`` with the story's setting word set to each of ``settings``.
+
+    Only the setting word of the first sentence ("one day tom and mia went to the *river* .")
+    changes; the sentence around ``word`` and every other word stay. Returns
+    (vectors (n_layers + 1, n, s, d), senses [n]) for n occurrences and s = len(settings).
+    """
+    unknown = sorted(set(settings) - set(LABELS))
+    if len(settings) < 2 or unknown:
+        raise ValueError(f"settings: expected at least two of {LABELS}, received {tuple(settings)}")
+    per_setting = []
+    for setting in settings:
+        edited = [dataclasses.replace(story, sentences=[
+            " ".join(setting if w in LABELS else w for w in story.sentences[0].split()),
+            *story.sentences[1:]]) for story in stories]
+        vectors, senses, _ = contextual_vectors(bert, edited, tokenizer, word, max_items)
+        per_setting.append(vectors)                                       # (layers+1, n, d)
+    return torch.stack(per_setting, 2), senses                            # (layers+1, n, s, d)
+
+
+def setting_gap(vectors: torch.Tensor, senses: list[str]) -> dict:
+    """Does a word's vector follow the setting when its sentence stays the same? vectors (n, s, d).
+
+    Over pairs of different occurrences with the same sense (so the same kind of sentence):
+    "same setting" = mean cosine when both were given the same setting word, "other setting" =
+    when they were given different ones; "gap" = their difference (0: the setting is ignored).
+    "shift" = mean ‖v(setting a) − v(setting b)‖ / ‖v(setting a)‖ of one occurrence.
+    """
+    if vectors.dim() != 3 or vectors.shape[0] != len(senses) or vectors.shape[1] < 2:
+        raise ValueError(f"vectors: expected shape (n={len(senses)}, s>=2, d), "
+                         f"received {tuple(vectors.shape)}")
+    n, s, d = vectors.shape
+    sim = cosine_matrix(vectors.reshape(n * s, d)).reshape(n, s, n, s)   # (n, s, n, s)
+    same_sense = torch.tensor([[a == b for b in senses] for a in senses]) & ~torch.eye(n, dtype=torch.bool)
+    same_setting = torch.eye(s, dtype=torch.bool)                         # (s, s)
+    pairs = same_sense[:, None, :, None]                                  # (n, 1, n, 1)
+    within = sim[pairs & same_setting[None, :, None, :]].mean().item()
+    across = sim[pairs & ~same_setting[None, :, None, :]].mean().item()
+    a, b = torch.triu_indices(s, s, 1)                                    # setting pairs
+    shift = ((vectors[:, a] - vectors[:, b]).norm(dim=-1) / vectors[:, a].norm(dim=-1)).mean()
+    return {"same setting": within, "other setting": across, "gap": within - across,
+            "shift": shift.item()}
 
 
 def plot_sense_similarity(sim, senses: list[str], ax=None, title: str | None = None):
