@@ -6,7 +6,7 @@
 Rows "scan": the scan primitive h_t = a_t h_{t-1} + x_t on (b, l, d, n) = (2, l, 64, 16) tensors,
 ``course_lib.scan.scan_chunked`` (ours) against ``mambapy.pscan.pscan`` (the peer, a Blelloch
 parallel scan), forward and forward + backward. Rows "selective scan": the full S6 forward +
-backward (exp(ΔA), (Δu) B, the scan, the C contraction, D u). Ours is ``selective_scan`` (the
+backward (exp(ΔA), (Δx) B, the scan, the C contraction, D x). Ours is ``selective_scan`` (the
 fused path: one autograd Function over the chunked scan that reuses its buffers and reduces
 with batched matmuls); the reference is ``selective_scan(..., scan=pscan)``: the same
 discretization and the same C contraction in plain autograd, with mambapy's pscan as the scan.
@@ -30,14 +30,14 @@ D_INNER, D_STATE, BATCH = 64, 16, 2
 
 
 def make_inputs(length: int, seed: int = 0, batch: int = BATCH, d: int = D_INNER, n: int = D_STATE):
-    """Random selective-scan inputs (u, delta, A, B, C, D) at Mamba-like scales, requiring grad."""
+    """Random selective-scan inputs (x, delta, A, B, C, D) at Mamba-like scales, requiring grad."""
     g = torch.Generator().manual_seed(seed)
-    u = torch.randn(batch, length, d, generator=g)
+    x = torch.randn(batch, length, d, generator=g)
     delta = torch.nn.functional.softplus(torch.randn(batch, length, d, generator=g) - 3)
     A = -torch.arange(1, n + 1, dtype=torch.float32).repeat(d, 1)      # S4D-real init
     B, C = torch.randn(batch, length, n, generator=g), torch.randn(batch, length, n, generator=g)
     D = torch.ones(d)
-    return [t.requires_grad_() for t in (u, delta, A, B, C, D)]
+    return [t.requires_grad_() for t in (x, delta, A, B, C, D)]
 
 
 def paired_times(fn_a, fn_b, repeats: int = 7) -> tuple[float, float]:
@@ -53,19 +53,19 @@ def paired_times(fn_a, fn_b, repeats: int = 7) -> tuple[float, float]:
 
 
 def scan_only(length: int, backward: bool, scan, seed: int = 0):
-    """The scan primitive h = scan(a, x) on (b, l, d, n) inputs, optionally with backward."""
+    """The scan primitive h = scan(a, bx) on (b, l, d, n) inputs, optionally with backward."""
     g = torch.Generator().manual_seed(seed)
     a = torch.rand(BATCH, length, D_INNER, D_STATE, generator=g).mul(0.5).add(0.5).requires_grad_()
-    x = torch.randn(BATCH, length, D_INNER, D_STATE, generator=g).requires_grad_()
+    bx = torch.randn(BATCH, length, D_INNER, D_STATE, generator=g).requires_grad_()
     grad = torch.randn(BATCH, length, D_INNER, D_STATE, generator=g)
 
     def run():
         if backward:
-            a.grad = x.grad = None
-            scan(a, x).backward(grad)
+            a.grad = bx.grad = None
+            scan(a, bx).backward(grad)
         else:
             with torch.no_grad():
-                scan(a, x)
+                scan(a, bx)
     return run
 
 

@@ -9,13 +9,16 @@ One Mamba block (Gu & Dao 2023, Fig. 3), x: (b, l, d_model):
     out  = out_proj(y ⊙ SiLU(z))              the multiplicative gate
 
 ``selective=False`` turns selection off (an S4D-style LTI SSM in the same block): Δ (d,), and
-B, C (d, n) become plain parameters, the same at every time step. The model is
+B, C (d, n) become plain parameters, the same at every time step. ``gate=False`` drops the z
+branch (out = out_proj(y)): the "no gate" rows of the paper's Table 1. Every model discretizes
+with Ā = exp(ΔA) and Mamba's Euler B̄ = ΔB (``course_lib.scan``, ``method="euler"``). The model is
 embedding → [x + block(RMSNorm(x))] × n_layers → RMSNorm → tied read-out. ``step`` runs one
 token with a cached state (the last d_conv - 1 conv inputs and h (b, d, n)) for generation.
 ``AttentionLM`` is the Transformer baseline (causal ``EncoderLayer`` + absolute positions).
 
-Names: ``d_model`` width, ``d_inner`` = d, ``d_state`` = n, ``delta`` = Δ, ``dt_rank`` the
-low-rank width of Δ's projection.
+Names: ``x`` a layer's input, ``y`` its output, ``h`` the SSM state, ``d_model`` width,
+``d_inner`` = d (channels), ``d_state`` = n, ``delta`` = Δ, ``dt_rank`` the low-rank width of Δ's
+projection, ``nh`` the attention heads of the baseline.
 """
 from __future__ import annotations
 
@@ -49,6 +52,7 @@ class MambaConfig:
     dt_min: float = 0.001
     dt_max: float = 0.1
     selective: bool = True      # False: the LTI (S4D-style) SSM in the same block
+    gate: bool = True           # False: no SiLU(z) branch, out = out_proj(y)
 
     def __post_init__(self):
         for name in ("vocab", "d_model", "n_layers", "d_state", "expand", "d_conv"):
@@ -93,7 +97,7 @@ class MambaBlock(nn.Module):
         super().__init__()
         self.cfg = cfg
         d, n = cfg.d_inner, cfg.d_state
-        self.in_proj = nn.Linear(cfg.d_model, 2 * d, bias=False)
+        self.in_proj = nn.Linear(cfg.d_model, (2 if cfg.gate else 1) * d, bias=False)
         self.conv_weight = nn.Parameter(torch.randn(d, cfg.d_conv) / math.sqrt(cfg.d_conv))
         self.conv_bias = nn.Parameter(torch.zeros(d))
         self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(d, 1))
@@ -133,12 +137,22 @@ class MambaBlock(nn.Module):
             y = (h * C).sum(-1) + self.D * x                            # (b, l, d)
         return (y, delta) if need_delta else y
 
+    def _gated(self, y: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """out_proj(y ⊙ SiLU(z)), or out_proj(y) without the gate: (..., d) -> (..., d_model)."""
+        return self.out_proj(y if z is None else y * F.silu(z))
+
+    def _split(self, x: torch.Tensor):
+        """in_proj: x (..., d_model) -> the SSM branch (..., d) and the gate branch z or None."""
+        if not self.cfg.gate:
+            return self.in_proj(x), None
+        return self.in_proj(x).chunk(2, dim=-1)                         # (..., d) each
+
     def forward(self, x: torch.Tensor, need_delta: bool = False):
         """x (b, l, d_model) -> (b, l, d_model) (and Δ (b, l, d_inner) when need_delta)."""
-        xs, z = self.in_proj(x).chunk(2, dim=-1)                        # (b, l, d) each
+        xs, z = self._split(x)                                          # (b, l, d) each
         xs = F.silu(causal_depthwise_conv(xs, self.conv_weight, self.conv_bias))
         y, delta = self.ssm(xs, need_delta=True)
-        out = self.out_proj(y * F.silu(z))                              # (b, l, d_model)
+        out = self._gated(y, z)                                         # (b, l, d_model)
         return (out, delta) if need_delta else out
 
     def init_state(self, batch: int):
@@ -150,7 +164,7 @@ class MambaBlock(nn.Module):
     def step(self, x_t: torch.Tensor, state):
         """One token: x_t (b, d_model) -> (out (b, d_model), new state). Same maths as forward."""
         conv_in, h = state
-        xs, z = self.in_proj(x_t).chunk(2, dim=-1)                      # (b, d) each
+        xs, z = self._split(x_t)                                        # (b, d) each
         window = torch.cat([conv_in, xs[:, None]], 1)                   # (b, d_conv, d)
         xs = F.silu((window * self.conv_weight.T).sum(1) + self.conv_bias)   # (b, d)
         delta, B, C = self.ssm_params(xs[:, None])
@@ -161,7 +175,7 @@ class MambaBlock(nn.Module):
         else:
             h = torch.exp(delta[..., None] * A) * h + (delta * xs)[..., None] * B
             y = (h * C).sum(-1) + self.D * xs
-        return self.out_proj(y * F.silu(z)), (window[:, 1:], h)
+        return self._gated(y, z), (window[:, 1:], h)
 
 
 class MambaLM(nn.Module):
@@ -192,6 +206,19 @@ class MambaLM(nn.Module):
             x, deltas = x + out, deltas + [delta]
         logits = self.norm_f(x) @ self.embed.weight.T                   # (b, l, v), tied
         return (logits, deltas) if need_deltas else logits
+
+    def ssm_inputs(self, tokens: torch.Tensor) -> list[dict]:
+        """What each layer's SSM sees: [{"x" (b, l, d), "delta" (b, l, d), "B", "C" (b, l, n) or
+        (d, n) without selection, "A" (d, n)}] per layer, for looking inside a trained model."""
+        self._check(tokens)
+        x, seen = self.embed(tokens), []                                # (b, l, d_model)
+        for norm, block in zip(self.norms, self.blocks):
+            xs, _ = block._split(norm(x))
+            xs = F.silu(causal_depthwise_conv(xs, block.conv_weight, block.conv_bias))
+            delta, B, C = block.ssm_params(xs)
+            seen.append({"x": xs, "delta": delta, "B": B, "C": C, "A": -torch.exp(block.A_log)})
+            x = x + block(norm(x))
+        return seen
 
     def init_state(self, batch: int) -> list:
         return [block.init_state(batch) for block in self.blocks]

@@ -1,6 +1,7 @@
 """Train the models notebook 07 loads: selective copying (Mamba, the LTI SSM in the same block,
-and the LTI SSM without the gate; 3 seeds each) and induction heads (Mamba vs attention with absolute positions; Mamba's
-training length chosen on a validation set, everything reported on a fresh test set).
+and that LTI SSM without the gate; 3 seeds each) and induction heads (Mamba vs attention with
+absolute positions; Mamba's training length chosen on validation sequences, everything reported
+on fresh test sequences).
 Seeded: re-running on one thread reproduces the shipped numbers.
 
     python tools/train_mamba.py                  # everything (about 15 min CPU on 1 thread)

@@ -35,7 +35,8 @@ def _step_cases():
 
 
 def check_selective_step(fn) -> CheckResult:
-    """fn(h, u_t, delta_t, A, B_t, C_t, D) -> (y_t, h_t) with B̄ = ΔB (Mamba's Euler B)."""
+    """fn(h, x_t, delta_t, A, B_t, C_t, D) -> (y_t, h_t) with Ā = exp(ΔA), B̄ = ΔB (Mamba's Euler
+    B̄, the discretization of every model the course trains)."""
     return run_check("selective_step", fn, selective_step, _step_cases())
 
 
@@ -51,7 +52,7 @@ def check_causal_depthwise_conv(fn) -> CheckResult:
 
 
 def check_scan(fn) -> CheckResult:
-    """fn(a, x) -> h with h_t = a_t h_{t-1} + x_t over axis 1 (h_{-1} = 0); any method."""
+    """fn(a, bx) -> h with h_t = a_t h_{t-1} + bx_t over axis 1 (h_{-1} = 0); any method."""
     g = torch.Generator().manual_seed(10)
     cases = [(torch.rand(1, 5, 2, generator=g), torch.randn(1, 5, 2, generator=g)),
              (torch.rand(2, 17, 3, 4, generator=g), torch.randn(2, 17, 3, 4, generator=g))]
