@@ -295,7 +295,8 @@ plt.show()
 # The right panel tracks a skill that needs long-range context: a masked place, object or animal
 # can only be guessed well by first inferring the story's setting from the *other* words (each
 # setting has its own places, objects and animals). Early on the model ignores
-# it; later it starts to use the whole story.
+# it; later it climbs above the "setting ignored" line but stays far below "setting known": it
+# uses the story's setting only a little.
 #
 # **Held-out accuracy.** Masked-LM accuracy = fraction of the chosen positions whose original
 # word is the model's top prediction, on NSP pairs cut from the **test** stories (never seen in
@@ -435,9 +436,9 @@ for word, settings in (("bank", ("river", "town")), ("bat", ("river", "town")),
 # other-setting similarities are equal to three decimals (gap 0.000, against 0.15 between the
 # senses). So this tiny BERT's "bank" vector is contextual in the narrow sense: it reflects the
 # neighbouring words ("sat on the … of the river" vs "took money from the …"), not the story
-# around them, in line with section 5, where the setting was not learned either. Separating
+# around them, in line with section 5, where the setting was barely learned. Separating
 # senses that share a sentence, as a large BERT must ("he sat by the bank" in a story about
-# fishing or about money), needs the long-range context this model never learned to use.
+# fishing or about money), needs the long-range context this model has barely learned to use.
 # Explore the other ambiguous words and layers:
 
 # %%
@@ -542,7 +543,7 @@ print("labelled stories per class:", dict(zip(LABELS, torch.bincount(data["train
 #    sentence and uses that setting's places, objects and animals throughout. Thirty-two
 #    labelled stories are enough for a randomly initialised model to learn which words point
 #    to which setting.
-# 2. *Our pre-training never learned the setting.* Its setting-word accuracy (section 5) stays
+# 2. *Our pre-training barely learned the setting.* Its setting-word accuracy (section 5) stays
 #    far below what a model that infers the setting reaches, the setting word barely moves
 #    "bank" (section 6), and the frozen linear probe reaches only 0.516. Masked-LM training
 #    also makes words that fill the same slots similar ("went to the *town*" / "went to the
@@ -694,7 +695,7 @@ check_cls_head(my_cls_head)
 # - Pre-train then fine-tune, measured like with like (same pooling, a sweep of learning rate
 #   and steps chosen on validation, three seeds): on a grammar task (swapped words) with 64
 #   labels the pre-trained + fine-tuned BERT beats the same model trained from scratch by 15.0
-#   points; on the story's setting, which its short pre-training had not learned, it does not
+#   points; on the story's setting, which its short pre-training had barely learned, it does not
 #   (3.7 points behind with mean pooling for all). The earlier, larger loss was the recipe (the
 #   NSP-trained [CLS] pooler). Pre-training helps with what it learned.
 # - Now in `course_lib.bert`: `BertConfig`, `BertEmbeddings`, `Bert`, `BertForPretraining`,
