@@ -406,7 +406,7 @@ print(f"parameters: {sum(p.numel() for p in model.parameters())}")
 #   the paper's S4 has a complex one). This is the like-for-like partner of the paper's
 #   "Mamba architecture with an S4 layer".
 # - **no gate + LTI**: the same LTI model without the $\text{SiLU}(z)$ branch (`gate=False`).
-#   Unlike the paper's plain S4 layer, ours keeps the conv and the projections.
+#   It still has the conv and the projections of the Mamba block.
 #
 # The task: 32 positions holding 4 data tokens (vocabulary 8) among noise, then a separator,
 # then the 4 tokens in order. (The paper: 16 data tokens among 4096.) Each model trains in
@@ -445,9 +445,9 @@ assert min(accs["s6"]) > max(accs["lti"] + accs["lti_nogate"]) + 0.3          # 
 # three seeds, S6 99.3%, 96.7% and 96.7% (seed 0 live on fresh sequences: 44.5% and 99.6%).
 # The paper's matching cells are Mamba + S4 at 56.4% and Mamba + S6 at 99.8%
 # (Gu & Dao, 2023, Table 1). Taking the gate away leaves our LTI model where it was: 49.0%,
-# 44.4% and 43.6%. The paper's 18.3% for S4 without a gate is a plain S4 layer, without the conv
-# and projections ours keeps, on a far longer task (Gu & Dao, 2023, Table 1), so it is not the
-# figure to set beside ours. What both tables show is the gap between the layers: without
+# 44.4% and 43.6%. The paper's 18.3% for S4 without a gate comes from another block around the
+# layer and a far longer task (Gu & Dao, 2023, Table 1). Ours keeps the conv and the projections
+# of the Mamba block, so that figure is not the one to set beside ours. What both tables show is the gap between the layers: without
 # selection the model cannot separate data from noise, gate or no gate. Here are three
 # sequences, with the answers of the two Mamba-block models:
 
