@@ -472,9 +472,11 @@ contextual_similarity_explorer(model.bert, splits["test"], tokenizer)
 # `tools/train_bert.py` sweeps the pooling (the mean of the token vectors, or the [CLS] pooler
 # that next-sentence prediction trained), the learning rate and the number of steps; it trains
 # every recipe with three seeds (labelled set and initialisation) and keeps, per contender, the
-# recipe with the best mean accuracy on the **validation** split. Only that recipe is scored on
-# the test split (500 stories; 1000 sentences): the test numbers choose nothing. The grid, from
-# the checkpoint's metadata:
+# recipe with the best mean accuracy on the **validation** split: among the recipes of each
+# pooling (so that all three can be compared with the same pooling), and over the whole grid
+# (each its best recipe). Only the kept recipes are scored on the test split (500 stories;
+# 1000 sentences): the test numbers choose nothing. The grid and the results, from the
+# checkpoint's metadata:
 
 # %%
 ft, gr = m["finetune"], m["finetune_grammar"]
