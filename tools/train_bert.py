@@ -36,7 +36,7 @@ from course_lib.bert import BertConfig, BertForPretraining, pretraining_loss
 from course_lib.bert_training import (CLASSIFIERS, classifier_accuracy, finetune_classifier,
                                       finetuning_task, make_classifier, pretraining_accuracy,
                                       pretraining_batch, select_on_validation)
-from course_lib.data.stories import ANIMALS, LABELS, OBJECTS, PLACES, corpus_splits
+from course_lib.data.stories import ANIMALS, OBJECTS, PLACES, corpus_splits
 from course_lib.data.tokenizer import build_tokenizer
 from course_lib.training import data_dir, load_checkpoint, save_checkpoint, train
 
