@@ -33,15 +33,18 @@ import matplotlib.pyplot as plt
 import torch
 
 from course_lib import setup
-from course_lib.attention import ConcatKVCache, causal_mask
+from course_lib.attention import ConcatKVCache, KVCache, MultiHeadAttention, causal_mask
 from course_lib.checks.gpt import (check_cached_causal_mask, check_next_token_loss,
                                    check_param_count, check_top_k_filter, check_top_p_filter)
 from course_lib.data.stories import NAMES, corpus_splits, entropy_rate, story_nll
 from course_lib.data.tokenizer import build_tokenizer
-from course_lib.gpt import (GPT, GPT2_FAMILY, GPTConfig, encode_stories, evaluate_loss, generate,
-                            load_gpt, next_token_loss, next_token_probs, param_count,
-                            random_batch, token_nll, torch_reference)
+from course_lib.gpt import (GPT, GPT2_FAMILY, GPTConfig, apply_temperature, encode_stories,
+                            evaluate_loss, generate, load_gpt, next_token_loss, next_token_probs,
+                            param_count, random_batch, token_nll, top_k_filter, top_p_filter,
+                            torch_reference)
+from course_lib.source import show_source
 from course_lib.training import train
+from course_lib.transformer import EncoderLayer
 from course_lib.viz import plot_attention, plot_heads
 from course_lib.viz.attention import attention_weights_explorer
 from course_lib.viz.gpt import plot_loss_vs_floor, plot_next_token, sampling_explorer
@@ -120,7 +123,14 @@ plt.show()
 # then $n$ pre-norm blocks `course_lib.transformer.EncoderLayer(norm_first=True)` called with
 # `is_causal=True`, a final LayerNorm, and logits $\text{LN}(x)\, W_E^\top$ through the *same*
 # embedding matrix (weight tying, as in GPT-2). `course_lib.gpt.GPT` is little more than those
-# layers; here is its shape.
+# layers: its forward, and the pre-norm branch of the block it calls,
+# $x \leftarrow x + \text{Attn}(\text{LN}_1(x))$, $x \leftarrow x + \text{FFN}(\text{LN}_2(x))$:
+
+# %%
+show_source(GPT.forward, EncoderLayer.forward)
+
+# %% [markdown]
+# Here is its shape.
 
 # %%
 config = GPTConfig(vocab_size=tok.vocab_size, context_len=256, d_model=64, n_layers=2, n_heads=4)
@@ -163,6 +173,9 @@ print(f"positions 0-9 unchanged; positions >= 10 moved by up to {moved:.3f}")
 # $$ \mathcal{L} = -\frac{1}{N}\sum_{i} \ln \text{softmax}(\text{logits}_i)[x_{i+1}] . $$
 #
 # At initialization the logits are almost flat, so the loss should be close to $\ln V$.
+
+# %%
+show_source(next_token_loss)
 
 # %%
 loss = next_token_loss(logits, ids, pad_id=tok.pad_id)
@@ -261,6 +274,11 @@ plt.show()
 # - **top-p (nucleus)**: keep the smallest set of most likely tokens whose probability is
 #   $\ge p$, renormalize, sample. Unlike top-k it adapts: one token when the model is sure,
 #   many when it is not.
+#
+# The filters, and the distribution a sampler draws from:
+
+# %%
+show_source(apply_temperature, top_k_filter, top_p_filter, next_token_probs)
 
 # %%
 prompt = "later mia found a"
@@ -352,6 +370,11 @@ explorer
 # `KVCache` allocates its buffers once, for the whole generation, and writes each step's $k, v$
 # in place. The textbook version, `ConcatKVCache`, calls `torch.cat` every step and so copies the
 # entire cache each time: $O(T^2)$ copying, the same order as attention itself. Same logits.
+# Below: where the cache enters attention (`cache.append` in `MultiHeadAttention.forward`), then
+# the two caches.
+
+# %%
+show_source(MultiHeadAttention.forward, KVCache.append, KVCache._grow, ConcatKVCache.append)
 
 # %%
 x = encode_stories(splits["val"][:2], tok)[:, :30]                       # (2, 30)
