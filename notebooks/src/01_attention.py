@@ -36,6 +36,7 @@ from course_lib.attention import (MultiHeadAttention, attention, attention_naive
 from course_lib.checks.attention import (check_causal_mask, check_padding_mask,
                                          check_single_head_attention, check_split_heads)
 from course_lib.data.synthetic import associative_recall
+from course_lib.source import show_source
 from course_lib.training import accuracy, train
 from course_lib.viz import plot_attention, plot_heads
 from course_lib.viz.attention import attention_scores_explorer, attention_weights_explorer
@@ -154,9 +155,15 @@ assert rows[-1][2][2] > 4 * rows[-1][1][2]                  # scaled gradients a
 
 # %% [markdown]
 # ### The matrix form, written out
-# Our `attention_naive` writes the equation line by line (read it in `course_lib/attention.py`):
-# `scores = q @ k.transpose(-2, -1) * scale`, masked entries set to $-\infty$, softmax over keys,
-# then `weights @ v`. Substituting $Q = XW_Q$ and $K = XW_K$ gives the equal form
+# Our `attention_naive` writes the equation line by line: `scores = q @ k.transpose(-2, -1) *
+# scale`, masked entries set to $-\infty$, softmax over keys, then `weights @ v`. This is the
+# code `course_lib` runs (input checks are in `_check_qkv`):
+
+# %%
+show_source(attention_naive)
+
+# %% [markdown]
+# Substituting $Q = XW_Q$ and $K = XW_K$ gives the equal form
 # $\text{softmax}(X W_Q W_K^\top X^\top / \sqrt{d_k})\, X W_V$: the product $W_Q W_K^\top$ is one
 # $d\times d$ bilinear form that decides which pairs of tokens interact. Check both forms and
 # PyTorch's fused kernel agree:
@@ -187,8 +194,13 @@ print("naive == bilinear form == F.scaled_dot_product_attention; rows of A sum t
 # (Vaswani et al. write the number of heads $h$. The course writes $n_h$, `nh` in shapes and
 # `n_heads` in code, because from notebook 06 on $h$ is the hidden state of a state-space model.)
 # It costs the same as one head of width $d$, because the $n_h$ projections are one $d\times d$
-# matrix cut into column blocks. Splitting is a reshape:
-# `(b, t, d) -> (b, t, nh, dh) -> (b, nh, t, dh)`.
+# matrix cut into column blocks. # Splitting is a reshape:
+# `(b, t, d) -> (b, t, nh, dh) -> (b, nh, t, dh)`, and merging is its inverse:
+
+# %%
+show_source(split_heads, merge_heads)
+
+# %% [markdown]
 # The classic `.view().transpose()` idiom and einops' `rearrange` (used by `split_heads`) agree:
 
 # %%
@@ -203,6 +215,15 @@ print("view/transpose == rearrange; merge_heads(split_heads(x)) == x;", tuple(he
 # `course_lib.attention.MultiHeadAttention` stacks $W_Q, W_K, W_V$ as one `qkv_proj` exactly like
 # PyTorch's `nn.MultiheadAttention.in_proj_weight`, so we can copy PyTorch's weights in and demand
 # the *same numbers* out: outputs and per-head weights, for self- and cross-attention.
+# `project` computes $Q = XW_Q$ and $K, V$ from $X$ (self) or from a second sequence `memory`
+# (cross); `forward` splits heads, attends (the fused kernel, or `attention_naive` when the
+# weights are asked for), merges heads and applies $W_O$:
+
+# %%
+show_source(MultiHeadAttention.project, MultiHeadAttention.forward)
+
+# %% [markdown]
+# The check against PyTorch's module:
 
 # %%
 torch.manual_seed(0)
@@ -250,6 +271,11 @@ print("in training mode: output == out_proj(dropped weights @ V); kept weights s
 # - **Padding mask**: sequences in a batch have different lengths; the padded keys must get zero weight.
 # - **Causal mask**: a language model predicting token $i+1$ must not see tokens after $i$;
 #   query $i$ may attend to keys $j \le i$ only (lower-triangular).
+#
+# Both masks are one comparison of position indices:
+
+# %%
+show_source(causal_mask, padding_mask)
 
 # %%
 lengths = torch.tensor([7, 4])                                         # second sequence is padded
@@ -285,7 +311,10 @@ plt.show()
 # dispatches to fused kernels (FlashAttention-style on GPU, a blocked kernel on CPU) that compute
 # softmax block by block with a running maximum and never store the full matrix. Same numbers,
 # far less memory traffic. `course_lib`'s `MultiHeadAttention` uses the fused path unless you
-# ask for the weights (`need_weights=True`, for plots).
+# ask for the weights (`need_weights=True`, for plots). `attention` is that fused path:
+
+# %%
+show_source(attention)
 
 # %%
 t_long, nh_long, dh_long = 2048, 8, 64
