@@ -44,6 +44,7 @@ from course_lib.checks.ssm import check_discretize_zoh, check_fft_conv, check_ke
 from course_lib.s4 import (DenseSSM, SSMLayer, fit_kernel, hippo_legs, init_ssm, legs_memory,
                            legs_reconstruct, load_ssm_classifier, long_range_batch, s4d_kernel,
                            s4d_lin_init)
+from course_lib.source import show_source
 from course_lib.ssm import (causal_conv, discretize_bilinear, discretize_zoh,
                             discretize_zoh_diag, fft_conv, ssm_kernel, ssm_kernel_powers,
                             ssm_recurrence)
@@ -107,7 +108,11 @@ print("eigenvalues of A:", [f"{complex(z):.2f}" for z in torch.linalg.eigvals(A)
 # `course_lib.ssm.discretize_zoh` computes both ZOH blocks at once from one matrix exponential,
 # $\exp\!\big(\Delta \left[\begin{smallmatrix} A & B \\ 0 & 0 \end{smallmatrix}\right]\big)
 # = \left[\begin{smallmatrix} \bar A & \bar B \\ 0 & I \end{smallmatrix}\right]$, so it never
-# inverts $A$ (a singular $A$ works). Check it against the formula:
+# inverts $A$ (a singular $A$ works). Both rules as `course_lib` runs them, then a check
+# against the formula:
+
+# %%
+show_source(discretize_zoh, discretize_bilinear)
 
 # %%
 delta = 0.1
@@ -172,6 +177,9 @@ print("largest |eigenvalue| of Ā:", {name: round(torch.linalg.eigvals(M).abs().
 # training a recurrence means $L$ sequential steps. `ssm_recurrence` is that loop:
 
 # %%
+show_source(ssm_recurrence)
+
+# %%
 L = 64
 x = torch.randn(L, generator=g)                                # (l,) an input signal
 y_rec, states = ssm_recurrence(A_bar, B_bar, C, x, D=D, return_states=True)   # (l,), (l, n)
@@ -190,7 +198,11 @@ torch.testing.assert_close(y_rec[0], (C @ B_bar)[0, 0] * x[0] + D * x[0])      #
 # The SSM *is* a causal convolution $y = \bar K * x$ with a kernel as long as the sequence.
 # `ssm_kernel_powers` follows the definition (one power at a time); `ssm_kernel` gets the same
 # numbers with $\log_2 L$ matrix products by doubling $[\bar B, \dots, \bar A^{j-1}\bar B] \to$
-# $[\ \cdot\ ,\ \bar A^{j}\,\cdot\ ]$.
+# $[\ \cdot\ ,\ \bar A^{j}\,\cdot\ ]$. `causal_conv` is the direct convolution, one shifted
+# multiply-add per kernel tap.
+
+# %%
+show_source(ssm_kernel_powers, ssm_kernel, causal_conv)
 
 # %%
 K_bar = ssm_kernel(A_bar, B_bar, C, L)                         # (l,)
@@ -212,6 +224,9 @@ print("recurrence == direct convolution with K̄;  K̄[:4] =", [round(v, 4) for 
 # signal leaks into its start** (the model sees the future!). Zero-padding both to $N = 2L$ puts
 # every wrapped term into the second half, which is thrown away:
 # $y = \mathrm{irfft}(\mathrm{rfft}(x, 2L)\cdot\mathrm{rfft}(\bar K, 2L))[:L]$.
+
+# %%
+show_source(fft_conv)
 
 # %%
 y_fft = fft_conv(x, K_bar) + D * x                             # zero-padded to 2L
@@ -427,6 +442,9 @@ for start, live in zip(sweep_config["inits"], trained.values()):   # the live ru
 # `legs_memory` runs this recurrence (bilinear, step $1/k$); `legs_reconstruct` reads it back.
 
 # %%
+show_source(hippo_legs, legs_memory, legs_reconstruct)
+
+# %%
 A_h, B_h = hippo_legs(4)
 print("HiPPO-LegS A (n=4):\n", (A_h + 0.0).numpy().round(2), "\nB:", B_h[:, 0].numpy().round(2))
 
@@ -474,8 +492,13 @@ plt.show()
 # complex and the kernel keeps the real part: $\mathrm{Re}\,(z) = (z + \bar z)/2$, so each complex
 # mode stands for itself and its conjugate, and $n$ complex modes are a real SSM with $2n$ state
 # dimensions (S4D writes a real state size $N$ as $N/2$ complex pairs; our `d_state` counts the
-# complex modes). Check the fast kernel against the dense definition, for three channels with
-# different $\Delta$:
+# complex modes). The diagonal ZOH, the S4D-Lin initialization and the Vandermonde kernel:
+
+# %%
+show_source(discretize_zoh_diag, s4d_lin_init, s4d_kernel)
+
+# %% [markdown]
+# Check the fast kernel against the dense definition, for three channels with different $\Delta$:
 
 # %%
 d, n_d, L_d = 3, 16, 200                                        # channels, complex modes, length
@@ -535,7 +558,12 @@ explorer
 # other way round (GELU on the SSM output, then the linear layer); both put one nonlinearity
 # between consecutive SSMs, and the course keeps the slide's order. `SSMLayer` uses the S4D
 # kernel ($B = 1$, learnable $\log\Delta$, $A = -e^{a} + i\,a_{\mathrm{im}}$ so $\mathrm{Re}\,A<0$
-# always, complex $C$; `d_state` complex modes, i.e. twice as many real state dimensions).
+# always, complex $C$; `d_state` complex modes, i.e. twice as many real state dimensions):
+
+# %%
+show_source(SSMLayer.kernel, SSMLayer.forward)
+
+# %% [markdown]
 # Check channel 0 against its own recurrence:
 
 # %%
