@@ -43,6 +43,8 @@ from course_lib.positional import (ENCODINGS, LearnedPositional, RotaryEmbedding
                                    rope_half_permutation, rotate_half, rotate_pairs,
                                    sinusoidal_shift_matrix, sinusoidal_table, tokens_back,
                                    tokens_back_accuracy)
+from course_lib.positional import local_mask
+from course_lib.source import show_source
 from course_lib.viz.positional import (plot_pe_table, plot_rope_rotation, rope_explorer,
                                        rope_scores, sinusoidal_explorer)
 
@@ -110,7 +112,14 @@ assert diff > 0.1
 # with wavelength $2\pi\cdot 10000^{(d_{model}-2)/d_{model}}$: like the hands of a clock, together
 # they tell positions apart. That is *not* $2\pi\cdot 10000$, which the slowest pair only
 # approaches as $d_{model}$ grows; for $d_{model} = 16$ it is $2\pi\cdot 3162$ (the cell prints it).
-# `course_lib.positional.sinusoidal_table` builds it; check it against the formula, entry by entry:
+# `course_lib.positional.sinusoidal_table` builds it (in float64, rounded to float32 once), and
+# `SinusoidalPositional` adds rows `offset .. offset + t` of it to the input:
+
+# %%
+show_source(sinusoidal_table, SinusoidalPositional.forward)
+
+# %% [markdown]
+# Check the table against the formula, entry by entry:
 
 # %%
 max_len, d = 50, 16
@@ -194,7 +203,13 @@ print(f"max |PE| = {pe.abs().max():.3f}; every row has norm √32 = {math.sqrt(3
 #
 # with $M_k$ block-diagonal. This is why Vaswani et al. chose it: "for any fixed offset $k$,
 # $PE_{pos+k}$ can be represented as a linear function of $PE_{pos}$", so a layer can learn to
-# attend by relative position. Assert it for every position and many offsets:
+# attend by relative position. `sinusoidal_shift_matrix` fills the $2\times2$ blocks of $M_k$:
+
+# %%
+show_source(sinusoidal_shift_matrix)
+
+# %% [markdown]
+# Assert it for every position and many offsets:
 
 # %%
 pe = sinusoidal_table(200, 64)                                          # (200, 64)
@@ -264,6 +279,9 @@ print(f"similarity at distance 0: {sim[0]:.1f}, 1: {sim[1]:.1f}, 10: {sim[10]:.1
 # exist but were never trained stay at their random initialization.
 
 # %%
+show_source(LearnedPositional.__init__, LearnedPositional.forward)
+
+# %%
 learned = LearnedPositional(d_model=64, max_len=16)
 print(f"learned table: {tuple(learned.table.weight.shape)}, "
       f"{learned.table.weight.numel()} parameters (the sinusoidal table has none)")
@@ -290,7 +308,13 @@ except ValueError as error:
 # Rotations compose ($R_m^\top R_n = R_{n-m}$), so the score depends on the content $q, k$ and the
 # **offset** $m-n$ only, never on $m$ or $n$ alone. The values $v$ are not rotated, and the norms
 # of $q$ and $k$ are unchanged. `rope_angles(positions, d_head)` gives the angles $m\theta_i$,
-# `rotate_pairs(x, angles)` applies the rotations. Check against a second method: a pair is the
+# `rotate_pairs(x, angles)` applies the rotations:
+
+# %%
+show_source(rope_angles, rotate_pairs)
+
+# %% [markdown]
+# Check against a second method: a pair is the
 # complex number $q_{2i} + \mathrm{i}\, q_{2i+1}$ and the rotation is the product with
 # $e^{\mathrm{i} m\theta_i}$.
 
@@ -320,6 +344,9 @@ print("rotate_pairs == complex multiplication == the 2×2 rotation; norms unchan
 # permutation, every score $q\cdot k$ is unchanged. So loading such a checkpoint into
 # interleaved code means permuting the rows of $W_Q$ and $W_K$ (within each head), not changing
 # the maths. Mixing the two conventions *without* the permutation is a silent bug:
+
+# %%
+show_source(rotate_half, rope_half_permutation)
 
 # %%
 perm = rope_half_permutation(d_head)                                   # (dh,): 0, 2, 4, ..., 1, 3, ...
@@ -378,6 +405,9 @@ rotation_explorer
 # `MultiHeadAttention` accepts it as `rotate=`. Two consequences, asserted: the layer is no longer
 # permutation-equivariant, and shifting *all* positions by the same amount leaves every attention
 # weight unchanged (only offsets matter).
+
+# %%
+show_source(RotaryEmbedding.forward)
 
 # %%
 rope = RotaryEmbedding(d_head=mha.d_head, max_len=64)
@@ -458,6 +488,9 @@ for enc in ENCODINGS:
 # 64 a query also scores keys 16…63 places away, offsets the model never trained on, and some of
 # them score high enough to steal attention. Test the explanation: keep every query to keys
 # within $|m-n| < 16$ (a local attention mask, `window=16`), i.e. only offsets seen in training.
+
+# %%
+show_source(local_mask)
 
 # %%
 windowed = {enc: tokens_back_accuracy(models[enc], lengths, task["k"], train_len=train_len,
