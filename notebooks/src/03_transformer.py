@@ -40,7 +40,8 @@ from course_lib.attention import causal_mask
 from course_lib.checks.transformer import check_decoder_mask, check_encoder_layer, check_greedy_step
 from course_lib.data.translation import TranslationData, exact_match, sample_pairs, translate
 from course_lib.training import data_dir, load_checkpoint, lr_schedule, train
-from course_lib.transformer import (DecoderLayer, Encoder, EncoderLayer, Transformer,
+from course_lib.source import show_source
+from course_lib.transformer import (DecoderLayer, Encoder, EncoderLayer, FeedForward, Transformer,
                                     TransformerConfig, beam_search, greedy_decode,
                                     teacher_forcing_loss)
 from course_lib.viz import plot_heads
@@ -112,6 +113,11 @@ plt.show()
 # `course_lib.transformer.EncoderLayer` names its parts `self_attn`, `ffn`, `norm1`, `norm2`,
 # exactly like PyTorch, so we can copy PyTorch's weights in and demand the same numbers,
 # including a **padding mask** (shorter sentences padded with `[PAD]` must not be attended to).
+# Here are the FFN and the layer (`norm_first=True` is the pre-norm variant of notebook 05;
+# the paper's post-norm is the `else` branch):
+
+# %%
+show_source(FeedForward.forward, EncoderLayer.forward)
 
 # %%
 torch.manual_seed(0)
@@ -148,7 +154,14 @@ print("FFN: one MLP for all positions, weights", tuple(encoder_layer.ffn.linear1
 #
 # The **causal mask** blocks the future: position $i$ may attend to positions $j \le i$ only, so
 # the prediction of word $i+1$ can never peek at word $i+1$ itself. In a batch, padded target
-# positions are masked as well (exercise 1). Check against PyTorch with every mask at once:
+# positions are masked as well (exercise 1). The layer, its three sub-layers in the post-norm
+# `else` branch:
+
+# %%
+show_source(DecoderLayer.forward)
+
+# %% [markdown]
+# Check against PyTorch with every mask at once:
 
 # %%
 print(causal_mask(5).int())                                        # row i: which j position i sees
@@ -190,6 +203,13 @@ print("DecoderLayer == nn.TransformerDecoderLayer; self-attention", tuple(w_self
 #
 # $$ p(y_i \mid y_{<i}, x) = \text{softmax}(W_{out} o_i + b_{out}), \qquad \hat y_i = \arg\max_w\ p(w \mid y_{<i}, x). $$
 #
+# `embed` is the input side, `decode` ends in the final Linear (`vocab_proj`, the scores
+# before the softmax):
+
+# %%
+show_source(Transformer.embed, Transformer.decode)
+
+# %% [markdown]
 # "Which word is associated with this index?" The target vocabulary answers: `id_to_token[index]`.
 # A stack of our layers equals PyTorch's `nn.TransformerEncoder` too:
 
@@ -235,12 +255,19 @@ print("untrained model, first word:",
 # model's own guesses) is **teacher forcing**; with the causal mask all $t$ predictions of a
 # sentence are one parallel pass: the decoder input is `[BOS] y_1 … y_n`, the target is
 # `y_1 … y_n [EOS]` (`tgt_in` and `tgt_out` of `TranslationData.batch`).
-#
+
+# %%
+show_source(teacher_forcing_loss)
+
+# %% [markdown]
 # The paper trains with Adam ($\beta_2 = 0.98$) and a learning rate that **warms up** linearly
 # and then decays, $\text{lr} \propto d^{-0.5}\min(\text{step}^{-0.5}, \text{step}\cdot\text{warmup}^{-1.5})$.
 # Early on Adam's variance estimates are based on few gradients and post-norm Transformers can
 # diverge at full learning rate; warm-up avoids it. `course_lib.training.train` uses linear
 # warm-up then cosine decay:
+
+# %%
+show_source(lr_schedule)
 
 # %%
 steps, warmup = 400, 50
@@ -309,7 +336,13 @@ for pair, predicted in list(zip(held_out, predictions))[:3]:
 # step $i$ the keys and values of positions $< i$ in the decoder's self-attention are the same as
 # at step $i-1$, so `greedy_decode` keeps them in a **KV cache** per layer and feeds only the
 # newest word: same result, less work (the cross-attention keys/values come from the fixed encoder
-# memory). Watch the model translate a sentence of our choosing:
+# memory):
+
+# %%
+show_source(greedy_decode)
+
+# %% [markdown]
+# Watch the model translate a sentence of our choosing, step by step:
 
 # %%
 sentence = "the happy girl finds a green bird under the old tree"
@@ -349,7 +382,11 @@ except ValueError as error:
 # $k = 1$ is greedy). Does it repair the greedy translations that were wrong? For each one, we also
 # score the *true* translation under the model: if the model prefers its wrong output, no search
 # can help (a **model error**); if it prefers the true one, greedy simply missed it (a **search error**).
-#
+
+# %%
+show_source(beam_search)
+
+# %% [markdown]
 # One comparison needs care. When beam search returns the true translation itself, its score
 # and the teacher-forced score are the log-probability of the *same* sentence computed two ways
 # (word by word, and in one pass): equal up to float rounding, which differs between CPUs. So we
