@@ -38,10 +38,13 @@ from course_lib import setup
 from course_lib.checks.mamba import (check_causal_depthwise_conv, check_discretize_zoh_diag,
                                      check_scan, check_selective_step)
 from course_lib.data.synthetic import induction_heads, selective_copying
-from course_lib.mamba import MambaConfig, MambaLM, RMSNorm, causal_depthwise_conv, load_model
-from course_lib.scan import (default_chunk, discretize_selective, scan_chunked, scan_sequential,
-                             scan_sequential_indexed, selective_scan, selective_scan_sequential,
+from course_lib.mamba import (MambaBlock, MambaConfig, MambaLM, RMSNorm, causal_depthwise_conv,
+                              load_model)
+from course_lib.scan import (_chunk_scan, _ChunkedScan, default_chunk, discretize_selective,
+                             scan_chunked, scan_sequential, scan_sequential_indexed,
+                             selective_scan, selective_scan_sequential, selective_step,
                              trace_scan)
+from course_lib.source import show_source
 from course_lib.ssm import discretize_zoh_diag, fft_conv, ssm_kernel
 from course_lib.training import accuracy, data_dir
 from course_lib.viz.mamba import plot_selection, selection_explorer
@@ -137,6 +140,9 @@ for dt in (0.01, 0.1, 0.5, 1.0, 2.0):
 # kernel $\bar K$ and no convolution.
 
 # %%
+show_source(discretize_selective)
+
+# %%
 b, l, d, n = 2, 64, 8, 4
 gen = torch.Generator().manual_seed(0)
 kw = dict(generator=gen, dtype=torch.float64)
@@ -185,8 +191,24 @@ print("LTI special case: selective scan == kernel + FFT convolution of notebook 
 # backward pass is a scan too, run **backwards in time**: with $g_t = \partial L/\partial h_t$,
 # $\lambda_t = g_t + a_{t+1}\lambda_{t+1}$, $\partial L/\partial \beta_t = \lambda_t$,
 # $\partial L/\partial a_t = \lambda_t h_{t-1}$. `scan_chunked` implements it as a custom
-# `torch.autograd.Function` built from the same chunked routine. Read both in
-# `course_lib/scan.py`. Next we check that the two scans agree, gradients included:
+# `torch.autograd.Function` built from the same chunked routine. The sequential reference, the
+# chunked routine (forward, and with `reverse=True` the backward scan), its autograd Function and
+# the public `scan_chunked`:
+
+# %%
+show_source(scan_sequential, _chunk_scan, _ChunkedScan, scan_chunked)
+
+# %% [markdown]
+# The selective scan feeds $a_t = \bar A_t$, $\beta_t = \bar B_t x_t$ to such a scan and reads
+# $y_t = C_t h_t + D x_t$. `selective_scan_sequential` is the reference, `selective_step` $l$
+# times; `selective_scan` runs the chunked scan (by default inside one fused autograd Function
+# around `_chunk_scan`, `_SelectiveScan`):
+
+# %%
+show_source(selective_step, selective_scan_sequential, selective_scan)
+
+# %% [markdown]
+# Next we check that the two scans agree, gradients included:
 
 # %%
 params = [t.clone().requires_grad_() for t in (x, delta, A, B, C, D)]
@@ -356,8 +378,15 @@ print(f"chunk T = {T}, c = {1024 // T} chunks: 2T + c - 1 = {2 * T + 1024 // T -
 # (its own small filter, never looking ahead). The branch $z$ is a **multiplicative gate**;
 # `MambaConfig(gate=False)` removes it ($\text{out} = \text{out\_proj}(y)$, used in §5).
 # The model stacks blocks as $x \leftarrow x + \text{block}(\text{RMSNorm}(x))$, where
-# $\text{RMSNorm}(x) = x / \sqrt{\text{mean}(x^2) + \epsilon} \cdot w$. Check the two pieces
-# against PyTorch:
+# $\text{RMSNorm}(x) = x / \sqrt{\text{mean}(x^2) + \epsilon} \cdot w$. The block, its SSM and the
+# selection ($\Delta, B, C$ from $x$), the conv, and the model's residual stack:
+
+# %%
+show_source(MambaBlock.forward, MambaBlock.ssm, MambaBlock.ssm_params, causal_depthwise_conv,
+            RMSNorm.forward, MambaLM.forward)
+
+# %% [markdown]
+# Check the two pieces against PyTorch:
 
 # %%
 g = torch.Generator().manual_seed(2)
@@ -375,8 +404,14 @@ print("causal depthwise conv == nn.Conv1d(groups=d) cropped; RMSNorm == nn.RMSNo
 # %% [markdown]
 # **Recurrent mode for generation.** A Transformer has to keep a KV cache that grows with the
 # length. Mamba keeps a **constant-size state** per layer: the last $d_\text{conv} - 1$ conv
-# inputs and $h$ $(b, d, n)$. `MambaLM.step` consumes one token at a time. It must reproduce
-# the parallel (scan) mode exactly:
+# inputs and $h$ $(b, d, n)$. `MambaLM.step` consumes one token at a time, through each block's
+# `step`:
+
+# %%
+show_source(MambaBlock.step)
+
+# %% [markdown]
+# It must reproduce the parallel (scan) mode exactly:
 
 # %%
 torch.manual_seed(0)
