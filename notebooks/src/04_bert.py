@@ -41,8 +41,9 @@ import torch
 from torch import nn
 
 from course_lib import setup
-from course_lib.bert import (IS_NEXT, Bert, BertConfig, BertForPretraining, mask_tokens,
-                             pad_batch, pair_input)
+from course_lib.bert import (IS_NEXT, Bert, BertClassifier, BertConfig, BertEmbeddings,
+                             BertForPretraining, MLMHead, Pooler, corrupt, mask_tokens,
+                             pad_batch, pair_input, pretraining_loss)
 from course_lib.bert_training import (CLASSIFIERS, finetune_classifier, finetuning_task, make_classifier,
                                       classifier_accuracy, masked_word_probs, nsp_example,
                                       pretraining_accuracy, select_on_validation,
@@ -52,6 +53,7 @@ from course_lib.checks.bert import (check_bert_embedding_sum, check_cls_head, ch
 from course_lib.data.stories import ANIMALS, LABELS, corpus_splits
 from course_lib.data.tokenizer import build_tokenizer
 from course_lib.training import data_dir, load_checkpoint
+from course_lib.source import show_source
 from course_lib.viz import plot_attention, plot_heads
 from course_lib.viz.attention import attention_weights_explorer
 from course_lib.viz.bert import (contextual_similarity_explorer, contextual_vectors,
@@ -69,7 +71,14 @@ device = setup(seed=0)
 # $$ X^{(\ell)} = \mathrm{LN}\big(Y + \mathrm{FFN}(Y)\big), \qquad Y = \mathrm{LN}\big(X^{(\ell-1)} + \mathrm{MHA}(X^{(\ell-1)})\big), \qquad \ell = 1, \dots, L .$$
 #
 # The self-attention has **no causal mask**: position $i$ attends to every position $j$, left
-# and right (only padding is masked). BERT-base has $L = 12$, $d = 768$, 12 heads (110 M
+# and right (only padding is masked): the stack runs its layers with a padding mask and no
+# `is_causal` (each layer is notebook 03's `EncoderLayer.forward`):
+
+# %%
+show_source(Bert._run)
+
+# %% [markdown]
+# BERT-base has $L = 12$, $d = 768$, 12 heads (110 M
 # parameters); ours is CPU-sized. The story corpus and its word-level tokenizer come from
 # `course_lib.data` (shared with notebook 05).
 
@@ -132,7 +141,11 @@ for name, causal in (("BERT, bidirectional", False), ("with a causal mask ", Tru
 # $$ x_i = \mathrm{LN}\big(E_{\text{token}}[w_i] + E_{\text{segment}}[s_i] + P[i]\big), \qquad s_i = \begin{cases} 0 & \text{up to the first [SEP]} \\ 1 & \text{after it.} \end{cases} $$
 #
 # The segment embedding tells the two texts apart; the learned position table $P$ (notebook
-# 02's `LearnedPositional`) gives the order.
+# 02's `LearnedPositional`) gives the order. `pair_input` packs the ids and their segments,
+# `BertEmbeddings` sums and normalises:
+
+# %%
+show_source(pair_input, BertEmbeddings.forward)
 
 # %%
 story = splits["train"][0]
@@ -189,6 +202,10 @@ plt.show()
 # round(15% × length) positions of every sequence. (2) Our random word is never a special token,
 # while the reference code draws it from the whole vocabulary, [CLS], [SEP] and [MASK]
 # included. Neither changes the proportions tested below, which are per chosen position.
+# `mask_tokens` makes the random draws and `corrupt` applies the 80/10/10 rule to them:
+
+# %%
+show_source(mask_tokens, corrupt)
 
 # %%
 special = [tokenizer.token_to_id[w] for w in tokenizer.id_to_token if w.startswith("[")]
@@ -236,6 +253,13 @@ assert not chosen[big == tokenizer.cls_id].any() and not chosen[big == tokenizer
 # [CLS] vector, $\text{pooled} = \tanh(W x^{(L)}_{[\text{CLS}]} + c)$ (the final layer's vector at
 # position 0), predicts it with a cross-entropy
 # $\mathcal L_{\text{NSP}}$; pre-training minimises $\mathcal L_{\text{MLM}} + \mathcal L_{\text{NSP}}$.
+# The two heads, the model that carries them and the loss (the masked-LM head's output matrix
+# is the token embedding $E_{\text{token}}$ itself: tied weights):
+
+# %%
+show_source(MLMHead.forward, Pooler.forward, BertForPretraining.forward, pretraining_loss)
+
+# %% [markdown]
 # Our pairs cut a story at a random sentence boundary; a NotNext $b$ is the tail of another story
 # (other characters, maybe another setting — the model has to notice).
 
@@ -468,6 +492,12 @@ contextual_similarity_explorer(model.bert, splits["test"], tokenizer)
 # - **linear probe**: the pre-trained BERT frozen, only the linear layer trained (how much does
 #   pre-training alone already encode, linearly?).
 #
+# The two poolings, in `BertClassifier`:
+
+# %%
+show_source(BertClassifier.features, BertClassifier.forward)
+
+# %% [markdown]
 # Like with like also means each contender gets its best recipe, found the same way.
 # `tools/train_bert.py` sweeps the pooling (the mean of the token vectors, or the [CLS] pooler
 # that next-sentence prediction trained), the learning rate and the number of steps; it trains
