@@ -123,7 +123,7 @@ def attention(q, k, v, mask=None, scale: float | None = None, is_causal: bool = 
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     """(b, t, d) -> (b, nh, t, dh): cut the width into nh heads of dh = d / nh features."""
     if x.dim() != 3 or x.shape[-1] % n_heads:
-        raise ShapeError(f"split_heads: expected (b, t, d) with d divisible by h={n_heads}, "
+        raise ShapeError(f"split_heads: expected (b, t, d) with d divisible by nh={n_heads}, "
                          f"received {tuple(x.shape)}")
     return rearrange(x, "b t (nh dh) -> b nh t dh", nh=n_heads)
 
@@ -131,7 +131,7 @@ def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """(b, nh, t, dh) -> (b, t, nh*dh): concatenate the heads again."""
     if x.dim() != 4:
-        raise ShapeError(f"merge_heads: expected (b, h, t, dh), received {tuple(x.shape)}")
+        raise ShapeError(f"merge_heads: expected (b, nh, t, dh), received {tuple(x.shape)}")
     return rearrange(x, "b nh t dh -> b t (nh dh)")
 
 

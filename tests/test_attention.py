@@ -171,7 +171,7 @@ def test_split_merge_roundtrip():
      r"equal leading dims"),
     (lambda: attention(torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4),
                        mask=causal_mask(3), is_causal=True), r"either is_causal"),
-    (lambda: split_heads(torch.randn(2, 3, 10), 4), r"divisible by h=4"),
+    (lambda: split_heads(torch.randn(2, 3, 10), 4), r"divisible by nh=4"),
     (lambda: causal_mask(5, 3), r"1 <= t <= s"),
     (lambda: KVCache(4).append(torch.randn(1, 2, 1, 4), torch.randn(1, 2, 1, 3)),
      r"k, v of one shape \(b, nh, t, dh\)"),

@@ -69,7 +69,7 @@ def test_attention_weights_explorer_and_errors():
     ex = attention_weights_explorer({"s": {"weights": w}})
     ex.controls["layer"].value, ex.controls["head"].value = 1, 2
     np.testing.assert_allclose(ex.data["weights"], w[1, 2].numpy())
-    with pytest.raises(ValueError, match="layers, h, t, s"):
+    with pytest.raises(ValueError, match="layers, nh, t, s"):
         attention_weights_explorer({"s": {"weights": w[0]}})
     with pytest.raises(ValueError, match="at least one example"):
         attention_scores_explorer({})

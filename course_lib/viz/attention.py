@@ -72,7 +72,7 @@ def attention_weights_explorer(examples: dict[str, dict]) -> Explorer:
     shapes = {tuple(ex["weights"].shape[:2]) for ex in examples.values()}
     if len(shapes) != 1 or any(ex["weights"].dim() != 4 for ex in examples.values()):
         raise ValueError(f"attention_weights_explorer: expected every example's weights as "
-                         f"(layers, h, t, s) with equal layers and heads, received {shapes}")
+                         f"(layers, nh, t, s) with equal layers and heads, received {shapes}")
     n_layers, n_heads = shapes.pop()
     controls = {
         "example": widgets.Dropdown(options=list(examples), description="example"),
