@@ -135,24 +135,33 @@ def perturbed(paths: list[Path], eps: float, subs, report=None) -> int:
     with tempfile.TemporaryDirectory() as hook:
         (Path(hook) / "sitecustomize.py").write_text(PERTURB_HOOK)
         path_var = os.pathsep.join(p for p in (hook, os.environ.get("PYTHONPATH")) if p)
+        env = {"COURSE_PERTURB": repr(eps), "PYTHONPATH": path_var}
         for path in paths:
             stored = text_outputs(nbformat.read(path, as_version=4), subs)
-            start = time.perf_counter()
-            try:
-                run = text_outputs(execute(path, {"COURSE_PERTURB": repr(eps),
-                                                  "PYTHONPATH": path_var}), subs)
-                cells = differing_cells(stored, run)
-            except Exception as exc:
-                cells = [f"failed: {type(exc).__name__}: "
-                         f"{str(exc).strip().splitlines()[-1][:200]}"]
-            report(f"{path.stem:28s} weights x (1 + {eps:g} noise) "
-                   f"({time.perf_counter() - start:4.0f} s): "
-                   f"{'identical' if not cells else f'{len(cells)} cell(s) differ'}")
-            for line in cells:
-                report("    " + line)
-            unstable += bool(cells)
+            unstable += not run_against_stored(path, stored, env,
+                                               f"weights x (1 + {eps:g} noise)", subs, report)
     report(f"{len(paths) - unstable} of {len(paths)} notebooks print the same with perturbed weights")
     return 1 if unstable else 0
+
+
+def failure(exc: Exception) -> str:
+    """A cell raised: its last error line, as the difference to report."""
+    return f"failed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200]}"
+
+
+def run_against_stored(path: Path, stored, env: dict, label: str, subs, report) -> bool:
+    """Execute ``path`` once with ``env``, report ``label``, the time and each differing cell.
+    Returns True when the run's text matches the stored outputs."""
+    start = time.perf_counter()
+    try:
+        cells = differing_cells(stored, text_outputs(execute(path, env), subs))
+    except Exception as exc:
+        cells = [failure(exc)]
+    report(f"{path.stem:28s} {label} ({time.perf_counter() - start:4.0f} s): "
+           f"{'identical' if not cells else f'{len(cells)} cell(s) differ'}")
+    for line in cells:
+        report("    " + line)
+    return not cells
 
 
 def capabilities() -> list[str]:
@@ -192,20 +201,9 @@ def matrix(paths: list[Path], threads: list[int], subs, report=None) -> int:
     for path in paths:
         stored = text_outputs(nbformat.read(path, as_version=4), subs)
         for cap, n in configs:
-            start = time.perf_counter()
-            try:
-                run = text_outputs(execute(path, {"ATEN_CPU_CAPABILITY": cap,
-                                                  "COURSE_THREADS": str(n)}), subs)
-                cells = differing_cells(stored, run)
-            except Exception as exc:  # a cell raised: report it as the difference
-                cells = [f"failed: {type(exc).__name__}: "
-                         f"{str(exc).strip().splitlines()[-1][:200]}"]
-            verdict = "identical" if not cells else f"{len(cells)} cell(s) differ"
-            report(f"{path.stem:28s} kernels={cap:8s} threads={n} "
-                   f"({time.perf_counter() - start:4.0f} s): {verdict}")
-            for line in cells:
-                report("    " + line)
-            unstable += bool(cells)
+            env = {"ATEN_CPU_CAPABILITY": cap, "COURSE_THREADS": str(n)}
+            unstable += not run_against_stored(path, stored, env,
+                                               f"kernels={cap:8s} threads={n}", subs, report)
     total = len(paths) * len(configs)
     report(f"{total - unstable} of {total} (notebook, kernels, threads) runs match the stored "
            f"outputs; kernels tried: {', '.join(capabilities())}; threads: {threads}")
@@ -253,8 +251,7 @@ def main(argv=None) -> int:
             try:
                 runs.append(text_outputs(execute(path), subs))
             except Exception as exc:  # a cell raised: that is a difference too
-                problems.append(f"run {r + 1} failed: {type(exc).__name__}: "
-                                f"{str(exc).strip().splitlines()[-1][:200]}")
+                problems.append(f"run {r + 1} {failure(exc)}")
                 continue
             diff = first_difference(stored, runs[-1], "committed", f"run {r + 1}")
             if diff:
