@@ -41,8 +41,11 @@ def source_text(obj, docstring: bool = False) -> str:
                          f"received {type(obj).__name__} ({exc})") from None
     if docstring:
         return raw.rstrip() + "\n"
+    lines = raw.splitlines()
     drop = _docstring_lines(ast.parse(raw))
-    kept = [line for i, line in enumerate(raw.splitlines(), start=1) if i not in drop]
+    # the blank line that separated a docstring from the code goes with it
+    drop |= {i + 1 for i in drop if i < len(lines) and not lines[i].strip()}
+    kept = [line for i, line in enumerate(lines, start=1) if i not in drop]
     return "\n".join(kept).rstrip() + "\n"
 
 

@@ -30,6 +30,14 @@ def test_methods_and_classes_are_dedented_and_keep_their_code():
     assert '"""' not in cls
 
 
+def test_a_removed_docstring_leaves_no_blank_line_under_its_header():
+    from course_lib.scan import _ChunkedScan
+
+    text = source_text(_ChunkedScan)
+    header, second = text.splitlines()[:2]
+    assert header.startswith("class _ChunkedScan") and second.strip(), text[:200]
+
+
 def test_show_source_displays_one_markdown_code_block_per_object(monkeypatch):
     shown = []
     monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
