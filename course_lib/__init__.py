@@ -35,7 +35,10 @@ import numpy as np
 import torch
 
 __version__ = "0.1.0"
-__all__ = ["setup", "get_device", "ShapeError", "check_shape"]
+from course_lib.common import IGNORE_INDEX, ShapeError, check_shapes, check_token_ids, right_pad
+
+__all__ = ["setup", "get_device", "IGNORE_INDEX", "ShapeError", "check_shapes", "check_token_ids",
+           "right_pad"]
 
 
 def get_device() -> torch.device:
@@ -78,43 +81,3 @@ def _setup_matplotlib() -> None:
         return
     matplotlib.rcParams.update({"figure.dpi": 72, "savefig.dpi": 72, "figure.figsize": (6, 4),
                                 "svg.hashsalt": "course"})
-
-
-class ShapeError(ValueError):
-    """A ValueError raised by course_lib when a tensor has the wrong shape."""
-
-
-def check_shape(x: torch.Tensor, expected: tuple, name: str) -> dict:
-    """Check ``x.shape`` against ``expected``; entries are ints, axis names (str) or None.
-
-    Axis names are bound on first sight and must agree afterwards, so
-    ``check_shape(q, ("b", "t", "d"), "q")`` returns ``{"b": .., "t": .., "d": ..}``.
-    Raises ShapeError (a ValueError) naming the expected and the received shape.
-    """
-    return check_shapes([(x, expected, name)])
-
-
-def check_shapes(items, bound: dict | None = None) -> dict:
-    """Check several ``(tensor, expected, name)`` triples with shared axis names (see check_shape)."""
-    bound = {} if bound is None else dict(bound)
-    for x, expected, name in items:
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"{name}: expected a torch.Tensor, received {type(x).__name__}")
-        want = "(" + ", ".join(str(e) for e in expected) + ")"
-        if x.dim() != len(expected):
-            raise ShapeError(f"{name}: expected shape {want} ({len(expected)} dims), "
-                             f"received {tuple(x.shape)} ({x.dim()} dims)")
-        for axis, (size, e) in enumerate(zip(x.shape, expected)):
-            if e is None:
-                continue
-            if isinstance(e, int):
-                ok, target = size == e, e
-            else:
-                target = bound.setdefault(e, size)
-                ok = size == target
-            if not ok:
-                resolved = "(" + ", ".join(f"{e}={bound[e]}" if isinstance(e, str) and e in bound
-                                           else str(e) for e in expected) + ")"
-                raise ShapeError(f"{name}: expected shape {want} = {resolved}, received "
-                                 f"{tuple(x.shape)} (axis {axis} is {size}, expected {target})")
-    return bound

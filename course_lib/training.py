@@ -4,6 +4,13 @@ The loop is deliberately plain (AdamW, optional linear warm-up then cosine decay
 clipping) so students can read it in one go. Progress bars use ``tqdm.auto`` (a widget in
 Jupyter); they are switched off when ``COURSE_PROGRESS=0`` (set by the test suite, so bars never
 end up in the outputs nbval compares). Checkpoints are safetensors files, never pickles.
+
+Every checkpoint the course ships has one metadata schema (two JSON strings):
+``config`` = ``{"model": {the model's constructor config}, "task": {...}, "train": {"command":
+"python tools/train_x.py ...", "seed": ..., the recipe}}`` (``"arch"`` too where one file format
+holds several model classes) and ``metrics`` = ``{the measured figures, "train_cpu_s",
+"train_wall_s"}``. ``load_model`` is the one loader: it reads that config, builds the model with
+the caller's ``build(config)`` and loads the weights strictly.
 """
 from __future__ import annotations
 
@@ -18,8 +25,10 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-__all__ = ["train", "TrainResult", "evaluate", "accuracy", "lr_schedule", "save_checkpoint",
-           "load_checkpoint", "progress_enabled", "data_dir"]
+from course_lib.common import IGNORE_INDEX
+
+__all__ = ["train", "TrainResult", "accuracy", "lr_schedule", "save_checkpoint", "load_checkpoint",
+           "checkpoint_meta", "load_model", "progress_enabled", "data_dir"]
 
 
 def progress_enabled() -> bool:
@@ -104,20 +113,7 @@ def _run_eval(model: nn.Module, eval_fn: Callable[[], float]) -> float:
     return value
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[tuple], metric: Callable[..., tuple]) -> float:
-    """Average a metric over batches: metric(model, *batch) -> (sum_of_scores, count)."""
-    model.eval()
-    total, count = 0.0, 0
-    for batch in batches:
-        s, n = metric(model, *batch)
-        total, count = total + float(s), count + int(n)
-    if count == 0:
-        raise ValueError("evaluate: the batches contained no items to score")
-    return total / count
-
-
-def accuracy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> float:
+def accuracy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> float:
     """Fraction of positions where argmax(logits) == targets, skipping ``ignore_index``.
 
     logits: (..., v), targets: (...) with the same leading shape.
@@ -181,3 +177,29 @@ def load_checkpoint(model: nn.Module, path: str | Path, device=None) -> dict:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     return {k: json.loads(meta.get(k, "{}")) for k in ("config", "metrics")}
+
+
+def checkpoint_meta(path: str | Path) -> dict:
+    """A checkpoint's metadata without its weights: ``{"config": {...}, "metrics": {...}}``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"checkpoint not found: {path}")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return {k: json.loads(meta.get(k, "{}")) for k in ("config", "metrics")}
+
+
+def load_model(path: str | Path, build: Callable[[dict], nn.Module], rebuild: str = "",
+               device=None) -> tuple[nn.Module, dict]:
+    """The course's one checkpoint loader: ``build(config)`` makes the model from the stored
+    config, the weights are loaded strictly, and ``(model in eval mode, {"config", "metrics"})``
+    comes back. ``rebuild`` names the command that makes a missing file (for the message)."""
+    path = Path(path)
+    if not path.exists():
+        hint = f" (rebuild it: {rebuild})" if rebuild else ""
+        raise ValueError(f"checkpoint not found: {path}{hint}")
+    model = build(checkpoint_meta(path)["config"])
+    meta = load_checkpoint(model, path, device=device)
+    return model.eval(), meta

@@ -2,9 +2,8 @@
 
 Each row names a module and a public attribute, a call that feeds it something wrong, and a
 regular expression the message must match: what was expected AND what was received (a shape,
-a value, a name). A row whose module or attribute is missing is skipped (modules are written in
-parallel and may be renamed), so this file never breaks on its own; the test counts the rows
-that ran and wants at least 30.
+a value, a name). A row whose module or attribute is missing FAILS: renaming or removing a
+public function means updating its row here, so the table can never silently shrink.
 """
 from __future__ import annotations
 
@@ -107,12 +106,20 @@ CASES = [
     # core
     Case("setup threads", "course_lib", "setup", lambda f: f(threads=0, verbose=False),
          r"threads must be >= 1, got 0"),
-    Case("check_shape rank", "course_lib", "check_shape",
-         lambda f: f(T(2, 3), ("b", "t", 4), "x"), r"x: expected shape .*received"),
-    Case("check_shape width", "course_lib", "check_shape",
-         lambda f: f(T(2, 3, 5), ("b", "t", 4), "x"), r"x: expected shape .*4.*received.*5"),
-    Case("check_shape type", "course_lib", "check_shape",
-         lambda f: f([1, 2], ("b",), "x"), r"x: expected a torch.Tensor, received list"),
+    Case("check_shapes rank", "course_lib", "check_shapes",
+         lambda f: f([(T(2, 3), ("b", "t", 4), "x")]), r"x: expected shape .*received"),
+    Case("check_shapes width", "course_lib", "check_shapes",
+         lambda f: f([(T(2, 3, 5), ("b", "t", 4), "x")]), r"x: expected shape .*4.*received.*5"),
+    Case("check_shapes type", "course_lib", "check_shapes",
+         lambda f: f([([1, 2], ("b",), "x")]), r"x: expected a torch.Tensor, received list"),
+    Case("check_token_ids float", "course_lib", "check_token_ids",
+         lambda f: f(T(2, 3)), r"ids: expected integer token ids of shape \(b, t\), received \(2, 3\) torch.float32"),
+    Case("check_token_ids range", "course_lib", "check_token_ids",
+         lambda f: f(torch.tensor([[0, 7]]), vocab_size=5), r"expected token ids in \[0, 5\), received min 0, max 7"),
+    Case("check_token_ids rank", "course_lib", "check_token_ids",
+         lambda f: f(torch.tensor([0, 1])), r"expected shape \(b, t\).*received \(2,\)"),
+    Case("right_pad too long", "course_lib", "right_pad",
+         lambda f: f([[1, 2, 3]], 0, length=2), r"expected rows of at most 2 ids, received 3"),
     # attention (01)
     Case("attention_naive qk width", "course_lib.attention", "attention_naive",
          lambda f: f(T(1, 3, 4), T(1, 5, 6), T(1, 5, 6)), r"expected.*received"),
@@ -274,12 +281,9 @@ def _close_figures():
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_gives_clear_value_error(case: Case):
-    try:
-        module = importlib.import_module(case.module)
-    except ImportError as exc:
-        pytest.skip(f"{case.module} not importable: {exc}")
-    if not hasattr(module, case.name):
-        pytest.skip(f"{case.module}.{case.name} does not exist (renamed?)")
+    module = importlib.import_module(case.module)
+    assert hasattr(module, case.name), (f"{case.module}.{case.name} does not exist: renamed or "
+                                        f"removed? update its row in {__name__}")
     with pytest.raises(ValueError) as info:
         case.call(getattr(module, case.name))
     message = str(info.value)
@@ -295,10 +299,4 @@ def _re_search(pattern: str, text: str) -> bool:
 
 def test_the_table_has_at_least_30_rows():
     assert len(CASES) >= 30
-    present = 0
-    for case in CASES:
-        try:
-            present += hasattr(importlib.import_module(case.module), case.name)
-        except ImportError:
-            pass
-    assert present >= 30, f"only {present} bad-input rows have their function present"
+    assert len({c.id for c in CASES}) == len(CASES), "two rows share an id"

@@ -4,9 +4,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import check_shape, setup
+from course_lib import IGNORE_INDEX, check_shapes, right_pad, setup
 from course_lib.data.synthetic import associative_recall, copying, induction_heads, selective_copying
-from course_lib.training import (accuracy, evaluate, load_checkpoint, lr_schedule, save_checkpoint,
+from course_lib.training import (accuracy, checkpoint_meta, load_checkpoint, load_model, lr_schedule, save_checkpoint,
                                  train)
 
 
@@ -59,15 +59,29 @@ def test_checkpoint_roundtrip_and_mismatch(tmp_path):
         load_checkpoint(model, tmp_path / "nope.safetensors")
 
 
-def test_accuracy_and_evaluate():
+def test_accuracy():
     logits = torch.tensor([[[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]])
     targets = torch.tensor([[1, 1, -100]])
     assert accuracy(logits, targets) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="same leading shape"):
         accuracy(logits, targets[:, :2])
-    model = nn.Identity()
-    batches = [(torch.ones(2), ), (torch.zeros(3), )]
-    assert evaluate(model, batches, lambda m, x: (m(x).sum(), len(x))) == pytest.approx(0.4)
+
+
+def test_load_model_builds_from_the_stored_config(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Linear(3, 5)
+    path = save_checkpoint(model, tmp_path / "m.safetensors", {"model": {"d_in": 3, "d_out": 5}},
+                           {"acc": 0.9})
+    assert checkpoint_meta(path) == {"config": {"model": {"d_in": 3, "d_out": 5}},
+                                     "metrics": {"acc": 0.9}}
+    loaded, meta = load_model(path, lambda c: nn.Linear(c["model"]["d_in"], c["model"]["d_out"]))
+    assert not loaded.training and meta["metrics"] == {"acc": 0.9}
+    torch.testing.assert_close(loaded.weight, model.weight, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"checkpoint not found: .*nope.safetensors \(rebuild it: "
+                                         r"python tools/x.py\)"):
+        load_model(tmp_path / "nope.safetensors", nn.Linear, rebuild="python tools/x.py")
+    with pytest.raises(ValueError, match=r"bias expected shape \(4,\), received \(5,\)"):
+        load_model(path, lambda c: nn.Linear(3, 4))
 
 
 def test_synthetic_tasks_are_well_formed():
@@ -94,7 +108,7 @@ def test_synthetic_tasks_are_well_formed():
     (lambda: selective_copying(4, 5, 6), r"n_data \(6\) must be <= length \(5\)"),
     (lambda: induction_heads(4, 2), r"length must be >= 4"),
     (lambda: copying(0, 4), r"batch must be a positive int"),
-    (lambda: check_shape(torch.zeros(2, 3), ("b", 4), "x"), r"x: expected shape \(b, 4\)"),
+    (lambda: check_shapes([(torch.zeros(2, 3), ("b", 4), "x")]), r"x: expected shape \(b, 4\)"),
     (lambda: train(nn.Linear(1, 1), None, None, steps=0), r"steps must be >= 1"),
     (lambda: setup(threads=0, verbose=False), r"threads must be >= 1"),
 ])
@@ -115,3 +129,10 @@ def test_checkpoint_with_tied_weights(tmp_path):
     load_checkpoint(b, save_checkpoint(a, tmp_path / "tied.safetensors"))
     torch.testing.assert_close(b.out.weight, a.embed.weight)
     assert b.out.weight.data_ptr() == b.embed.weight.data_ptr()
+
+
+def test_right_pad_pads_every_row_to_the_longest():
+    out = right_pad([[1, 2, 3], [4]], IGNORE_INDEX)
+    assert out.dtype == torch.long
+    assert out.tolist() == [[1, 2, 3], [4, -100, -100]]
+    assert right_pad([[5]], 0, length=3).tolist() == [[5, 0, 0]]
