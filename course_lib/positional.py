@@ -25,12 +25,16 @@ Shapes: ``b`` batch, ``nh`` attention heads (the paper's h), ``t`` length, ``d``
 ``dh`` width of one head.
 
 Modules add to (b, t, d) inputs; ``RotaryEmbedding`` plugs into
-``MultiHeadAttention.forward(..., rotate=rope)``. The end of the module holds notebook 02's
-experiment: the "token k places back" task and a one-layer encoder with a switchable encoding.
+``MultiHeadAttention.forward(..., rotate=rope)``. Notebook 02's experiment (the "token k places
+back" task and its one-layer encoder) is in ``course_lib.experiments.positional``.
+
+Official implementations: the sinusoidal table of tensor2tensor
+(``tensor2tensor/layers/common_attention.py``, ``get_timing_signal_1d``, which concatenates
+the sines and cosines instead of interleaving them); RoPE of RoFormer
+(``ZhuiyiTechnology/roformer``) and, with the rotate-half pairing, Hugging Face's
+``transformers/models/llama/modeling_llama.py`` (``rotate_half``, ``apply_rotary_pos_emb``).
 """
 from __future__ import annotations
-
-import os
 
 import torch
 from torch import nn
@@ -39,9 +43,7 @@ from course_lib import ShapeError
 
 __all__ = ["sinusoidal_table", "sinusoidal_shift_matrix", "SinusoidalPositional",
            "LearnedPositional", "RotaryEmbedding", "rotate_pairs", "rotate_half",
-           "rope_half_permutation", "rope_angles", "tokens_back",
-           "local_mask", "tokens_back_accuracy", "PositionTaskModel", "ENCODINGS",
-           "load_position_models"]
+           "rope_half_permutation", "rope_angles", "local_mask"]
 
 
 def _check_even(d: int, name: str) -> None:
@@ -58,6 +60,7 @@ def sinusoidal_table(max_len: int, d_model: int, base: float = 10000.0) -> torch
     """The (max_len, d_model) table PE[pos, 2i] = sin(pos/base^(2i/d)), PE[pos, 2i+1] = cos(...).
 
     Row = position ``pos`` (0 .. max_len-1), column = component (2i: sine, 2i+1: cosine of pair i).
+    Vaswani et al. (2017) §3.5.
     """
     _check_even(d_model, "d_model")
     _check_max_len(max_len)
@@ -94,7 +97,7 @@ def _check_length(x: torch.Tensor, offset: int, max_len: int, d_model: int) -> N
 
 
 class SinusoidalPositional(nn.Module):
-    """x + PE[offset : offset + t]: fixed, no parameters."""
+    """x + PE[offset : offset + t]: fixed, no parameters (Vaswani et al. 2017, §3.5)."""
 
     def __init__(self, d_model: int, max_len: int = 4096):
         super().__init__()
@@ -107,7 +110,8 @@ class SinusoidalPositional(nn.Module):
 
 
 class LearnedPositional(nn.Module):
-    """x + P[offset : offset + t] with a trained table P (BERT, GPT-2)."""
+    """x + P[offset : offset + t] with a trained table P (Gehring et al. 2017; BERT, GPT-2:
+    ``wpe`` in openai/gpt-2 ``src/model.py``)."""
 
     def __init__(self, d_model: int, max_len: int = 512, init_std: float = 0.02):
         super().__init__()
@@ -125,7 +129,8 @@ class LearnedPositional(nn.Module):
 
 
 def rope_angles(positions: torch.Tensor, d_head: int, base: float = 10000.0) -> torch.Tensor:
-    """Angles m·θ_i for positions (t,) -> (t, dh/2), θ_i = base^(-2i/dh)."""
+    """Angles m·θ_i for positions (t,) -> (t, dh/2), θ_i = base^(-2i/dh): the Θ below Eq. 15
+    of Su et al. (2021), whose i counts from 1 (here from 0)."""
     _check_even(d_head, "d_head")
     if not isinstance(positions, torch.Tensor) or positions.dim() != 1:
         got = tuple(positions.shape) if isinstance(positions, torch.Tensor) else type(positions).__name__
@@ -147,6 +152,8 @@ def rotate_pairs(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     """Rotate each interleaved pair (x_2i, x_2i+1) of x (..., t, dh) by angles (t, dh/2).
 
         [x'_2i, x'_2i+1] = [x_2i cos a − x_2i+1 sin a,  x_2i sin a + x_2i+1 cos a]
+
+    The computationally efficient form of RoPE, Su et al. (2021) §3.4.2, Eq. 34.
     """
     _check_rotation("rotate_pairs", x, angles)
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)     # (t, dh/2)
@@ -203,118 +210,9 @@ class RotaryEmbedding(nn.Module):
         return q, k
 
 
-# ----------------------------------------------------------------- notebook 02's experiment
-IGNORE = -100
-ENCODINGS = ("none", "sinusoidal", "learned", "rope")
-
-
-def tokens_back(batch: int, length: int, k: int = 3, n_tokens: int = 16,
-                generator: torch.Generator | None = None):
-    """The task "output the token k places back": targets[:, i] = inputs[:, i - k].
-
-    inputs (b, t) uniform over 0..n_tokens-1; targets (b, t) with the first k positions = -100
-    (not scored). Content alone cannot solve it: every answer is a matter of *position*.
-    """
-    for name, value in (("batch", batch), ("length", length), ("k", k), ("n_tokens", n_tokens)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if k >= length:
-        raise ValueError(f"k={k} must be smaller than length={length} (nothing would be scored)")
-    inputs = torch.randint(0, n_tokens, (batch, length), generator=generator)   # (b, t)
-    targets = torch.full_like(inputs, IGNORE)
-    targets[:, k:] = inputs[:, :-k]
-    return inputs, targets
-
-
 def local_mask(t: int, window: int, device=None) -> torch.Tensor:
     """Boolean (t, t) mask, True where |m − n| < window: each query sees only nearby keys."""
     if not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a positive int, got {window!r}")
     pos = torch.arange(t, device=device)
     return (pos[:, None] - pos[None, :]).abs() < window                     # (t, t)
-
-
-class PositionTaskModel(nn.Module):
-    """Token embedding + one positional encoding + n bidirectional pre-norm encoder layers.
-
-    encoding: "none" (attention alone: permutation-equivariant), "sinusoidal" or "learned"
-    (added to the embeddings), "rope" (rotates q, k in every layer). tokens (b, t) -> logits (b, t, v).
-    """
-
-    def __init__(self, encoding: str, vocab_size: int = 16, d_model: int = 64, n_heads: int = 4,
-                 n_layers: int = 1, d_ff: int = 128, max_len: int = 64):
-        super().__init__()
-        from course_lib.transformer import EncoderLayer  # transformer imports this module
-
-        if encoding not in ENCODINGS:
-            raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
-        self.encoding, self.max_len = encoding, max_len
-        self.embed = nn.Embedding(vocab_size, d_model)
-        self.pos = None                                   # added to the token embeddings
-        if encoding == "sinusoidal":
-            self.pos = SinusoidalPositional(d_model, max_len)
-        elif encoding == "learned":
-            self.pos = LearnedPositional(d_model, max_len)
-        self.rope = RotaryEmbedding(d_model // n_heads, max_len) if encoding == "rope" else None
-        self.layers = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff, norm_first=True)
-                                    for _ in range(n_layers))
-        self.norm, self.head = nn.LayerNorm(d_model), nn.Linear(d_model, vocab_size)
-
-    def forward(self, tokens: torch.Tensor, need_weights: bool = False, window: int | None = None):
-        """Returns ``(logits (b, t, v), [weights (b, nh, t, t) or None per layer])``.
-
-        window: if given, query m only sees keys n with |m − n| < window (a local mask).
-        """
-        if tokens.dim() != 2:
-            raise ShapeError(f"tokens: expected shape (b, t), received {tuple(tokens.shape)}")
-        x = self.embed(tokens)                                               # (b, t, d)
-        if self.pos is not None:
-            x = self.pos(x)                                                  # x + P[:t]
-        mask = None if window is None else local_mask(tokens.shape[1], window, tokens.device)
-        maps = []
-        for layer in self.layers:
-            x, w = layer(x, mask=mask, need_weights=need_weights, rotate=self.rope)  # (b, t, d)
-            maps.append(w)
-        return self.head(self.norm(x)), maps                                 # (b, t, v)
-
-
-@torch.no_grad()
-def tokens_back_accuracy(model: nn.Module, lengths, k: int = 3, n_tokens: int = 16,
-                         n_seqs: int = 500, seed: int = 1234, train_len: int | None = None,
-                         window: int | None = None) -> dict:
-    """Held-out accuracy of ``model`` on ``tokens_back`` at each length (fixed seeded test sets).
-
-    Returns {length: accuracy over scored positions}; with ``train_len`` also
-    {f"{length}_new": accuracy on positions >= train_len only} (positions never trained on).
-    window: evaluate with ``local_mask`` (keys within |m − n| < window only).
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    out = {}
-    for length in lengths:
-        x, y = tokens_back(n_seqs, length, k, n_tokens, torch.Generator().manual_seed(seed + length))
-        x, y = x.to(device), y.to(device)
-        correct = model(x, window=window)[0].argmax(-1) == y                              # (b, t)
-        scored = y != IGNORE
-        out[str(length)] = correct[scored].float().mean().item()
-        if train_len is not None and length > train_len:
-            out[f"{length}_new"] = correct[:, train_len:].float().mean().item()
-    return out
-
-
-def load_position_models(path=None) -> tuple[nn.ModuleDict, dict, dict]:
-    """The shipped experiment (tools/train_positional.py): ({encoding: model}, config, metrics)."""
-    import json
-
-    from safetensors import safe_open
-
-    from course_lib.training import data_dir, load_checkpoint
-
-    path = data_dir() / "positional_models.safetensors" if path is None else path
-    if not os.path.exists(path):
-        raise ValueError(f"{path} not found: run `python tools/train_positional.py` to build it")
-    with safe_open(str(path), framework="pt") as f:
-        config = json.loads((f.metadata() or {}).get("config", "{}"))
-    models = nn.ModuleDict({e: PositionTaskModel(e, **config["model"]) for e in ENCODINGS})
-    metrics = load_checkpoint(models, path)["metrics"]
-    return models.eval(), config, metrics

@@ -164,7 +164,7 @@ CASES = [
          lambda f: f(torch.zeros(2, 3), 8), r"expected positions of shape \(t,\), received"),
     Case("local_mask window", "course_lib.positional", "local_mask", lambda f: f(5, 0),
          r"window must be a positive int, got 0"),
-    Case("PositionTaskModel encoding", "course_lib.positional", "PositionTaskModel",
+    Case("PositionTaskModel encoding", "course_lib.experiments.positional", "PositionTaskModel",
          lambda c: c("spiral"), r"encoding must be one of .*got 'spiral'"),
     # transformer (03)
     Case("FeedForward activation", "course_lib.transformer", "FeedForward",
@@ -186,10 +186,8 @@ CASES = [
     # synthetic data
     Case("associative_recall pairs > keys", "course_lib.data.synthetic", "associative_recall",
          lambda f: f(2, n_pairs=20, n_keys=4), r"n_pairs \(20\) must be <= n_keys \(4\)"),
-    Case("copying batch", "course_lib.data.synthetic", "copying", lambda f: f(0, 8),
-         r"batch must be a positive int, got 0"),
-    Case("copying lag", "course_lib.data.synthetic", "copying", lambda f: f(2, 8, lag=-1),
-         r"lag must be >= 0, got -1"),
+    Case("tokens_back k >= length", "course_lib.data.synthetic", "tokens_back",
+         lambda f: f(2, 3, k=3), r"k=3 must be smaller than length=3"),
     Case("selective_copying data > length", "course_lib.data.synthetic", "selective_copying",
          lambda f: f(2, 4, 9), r"n_data \(9\) must be <= length \(4\)"),
     Case("induction_heads length", "course_lib.data.synthetic", "induction_heads",

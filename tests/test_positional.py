@@ -1,5 +1,8 @@
-"""course_lib.positional: sinusoidal table and its properties, RoPE, the experiment, bad input."""
+"""course_lib.positional: sinusoidal table and its properties, RoPE, bad input; notebook 02's
+experiment (course_lib.experiments.positional)."""
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -9,11 +12,13 @@ from course_lib.attention import KVCache, MultiHeadAttention
 from course_lib.checks.positional import (check_diagonal_spread, check_rope_angles,
                                           check_rotate_pairs, check_shift_matrix,
                                           check_sinusoidal_table, diagonal_spread)
-from course_lib.positional import (LearnedPositional, PositionTaskModel,
-                                   RotaryEmbedding, SinusoidalPositional, rope_angles,
-                                   rope_half_permutation, rotate_half, rotate_pairs,
-                                   sinusoidal_shift_matrix, sinusoidal_table,
-                                   load_position_models, tokens_back, tokens_back_accuracy)
+from course_lib import IGNORE_INDEX
+from course_lib.data.synthetic import tokens_back
+from course_lib.experiments.positional import (PositionTaskModel, load_position_models,
+                                               tokens_back_accuracy)
+from course_lib.positional import (LearnedPositional, RotaryEmbedding, SinusoidalPositional,
+                                   rope_angles, rope_half_permutation, rotate_half, rotate_pairs,
+                                   sinusoidal_shift_matrix, sinusoidal_table)
 from course_lib.training import data_dir, train
 from course_lib.viz.positional import rope_explorer, rope_scores, sinusoidal_explorer
 
@@ -123,7 +128,7 @@ def test_modules_add_the_table_at_an_offset():
 def test_tokens_back_targets():
     x, y = tokens_back(4, 10, k=3, n_tokens=5, generator=torch.Generator().manual_seed(0))
     assert x.shape == y.shape == (4, 10) and x.max() < 5
-    assert (y[:, :3] == -100).all() and torch.equal(y[:, 3:], x[:, :-3])
+    assert (y[:, :3] == IGNORE_INDEX).all() and torch.equal(y[:, 3:], x[:, :-3])
 
 
 def test_rope_model_learns_tokens_back():
@@ -132,7 +137,7 @@ def test_rope_model_learns_tokens_back():
     g = torch.Generator().manual_seed(0)
 
     def loss_fn(m, x, y):
-        return F.cross_entropy(m(x)[0].flatten(0, 1), y.flatten(), ignore_index=-100)
+        return F.cross_entropy(m(x)[0].flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)                       # small ops: one thread is fastest
@@ -147,15 +152,24 @@ def test_rope_model_learns_tokens_back():
 def test_shipped_checkpoint_reproduces_its_metrics():
     if not (data_dir() / "positional_models.safetensors").exists():
         pytest.skip("data/positional_models.safetensors not built yet")
-    models, config, metrics = load_position_models()
+    models, meta = load_position_models()
+    config, runs = meta["config"], meta["metrics"]["runs"]
     task = config["task"]
     for encoding in ("none", "rope"):
         got = tokens_back_accuracy(models[encoding], task["test_lens"][:2], task["k"],
                                    config["model"]["vocab_size"], train_len=task["train_len"])
         for key, value in got.items():
-            assert value == pytest.approx(metrics[encoding][0][key], abs=2e-3)
+            assert value == pytest.approx(runs[encoding][0][key], abs=2e-3)
+    assert set(meta["metrics"]) == {"runs", "train_cpu_s", "train_wall_s"}
+    assert config["train"]["command"] == "python tools/train_positional.py"
     with pytest.raises(ValueError, match="train_positional.py"):
         load_position_models(data_dir() / "missing.safetensors")
+
+
+def test_positional_experiment_does_not_import_notebook_03():
+    code = ("import sys, course_lib.experiments.positional; "
+            "assert 'course_lib.transformer' not in sys.modules, 'imports 03'")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.parametrize("make", [

@@ -4,12 +4,14 @@
     python tools/train_positional.py --steps 100 --seeds 1 --out /tmp/pos_quick.safetensors  # smoke run
 
 For each encoding (none / sinusoidal / learned / RoPE) the same one-layer bidirectional encoder
-(course_lib.positional.PositionTaskModel) is trained on sequences of TRAIN_LEN tokens, then
+(course_lib.experiments.positional.PositionTaskModel) is trained on sequences of TRAIN_LEN tokens, then
 tested on held-out sequences of 1×, 2× and 4× that length (length extrapolation), with full
 attention and with a local window |m − n| < TRAIN_LEN (only offsets seen in training). Every
-encoding is trained for several seeds; the checkpoint holds the seed-0 models and the config,
-all per-seed accuracies and the training times (wall-clock and CPU seconds of this process)
-as safetensors metadata; notebook 02 quotes the times from there.
+encoding is trained for several seeds; the checkpoint holds the seed-0 models and, as
+safetensors metadata in the course's one schema (course_lib.training), the config
+{"model", "task", "train"} and the metrics {"runs": {encoding: per-seed accuracies},
+"train_cpu_s", "train_wall_s"} (CPU and wall-clock seconds of this process); notebook 02
+quotes the time from there.
 """
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import setup
-from course_lib.positional import ENCODINGS, PositionTaskModel, tokens_back, tokens_back_accuracy
+from course_lib import IGNORE_INDEX, setup
+from course_lib.data.synthetic import tokens_back
+from course_lib.experiments.positional import ENCODINGS, PositionTaskModel, tokens_back_accuracy
 from course_lib.training import data_dir, save_checkpoint, train
 
 MODEL = dict(vocab_size=16, d_model=64, n_heads=4, n_layers=1, d_ff=128, max_len=64)
@@ -33,7 +36,7 @@ TRAIN = dict(steps=1000, batch_size=64, lr=3e-3, warmup=50)
 
 def loss_fn(model, x, y):
     logits, _ = model(x)
-    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
 
 
 def train_one(encoding: str, seed: int, steps: int) -> tuple[PositionTaskModel, dict]:
@@ -51,7 +54,7 @@ def train_one(encoding: str, seed: int, steps: int) -> tuple[PositionTaskModel, 
     windowed = tokens_back_accuracy(model, TASK["test_lens"], TASK["k"], MODEL["vocab_size"],
                                     train_len=TASK["train_len"], window=TASK["train_len"])
     metrics.update({f"{key}_window": value for key, value in windowed.items()})
-    metrics.update(final_loss=round(result.final_loss, 4), seconds=round(result.seconds, 1),
+    metrics.update(final_loss=round(result.final_loss, 4), train_wall_s=round(result.seconds, 1),
                    train_cpu_s=round(cpu, 1))
     return model, metrics
 
@@ -64,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     setup(seed=0)
     start, start_cpu = time.perf_counter(), time.process_time()
-    models, metrics = nn.ModuleDict(), {}
+    models, runs_by_encoding = nn.ModuleDict(), {}
     for encoding in ENCODINGS:
         runs = []
         for seed in range(args.seeds):
@@ -75,16 +78,17 @@ def main() -> None:
             print(f"{encoding:10s} seed {seed}: " + ", ".join(
                 f"{key} {value:.3f}" if isinstance(value, float) and value <= 1 else f"{key} {value}"
                 for key, value in m.items()))
-        metrics[encoding] = runs
+        runs_by_encoding[encoding] = runs
     total, total_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     print(f"\nmean over {args.seeds} seeds (train length {TASK['train_len']}, k={TASK['k']}):")
-    for encoding, runs in metrics.items():
+    for encoding, runs in runs_by_encoding.items():
         means = {key: statistics.mean(r[key] for r in runs) for key in runs[0]
-                 if key not in ("final_loss", "seconds", "train_cpu_s")}
+                 if key not in ("final_loss", "train_wall_s", "train_cpu_s")}
         print(f"  {encoding:10s} " + "  ".join(f"{key} {v:.1%}" for key, v in means.items()))
-    config = dict(model=MODEL, task=TASK, train=dict(TRAIN, steps=args.steps), seeds=args.seeds,
-                  command="python tools/train_positional.py", total_seconds=round(total, 1),
-                  total_cpu_seconds=round(total_cpu, 1), threads=torch.get_num_threads())
+    config = dict(model=MODEL, task=TASK, train=dict(
+        TRAIN, steps=args.steps, command="python tools/train_positional.py", seed=0,
+        seeds=args.seeds, threads=torch.get_num_threads()))
+    metrics = dict(runs=runs_by_encoding, train_cpu_s=round(total_cpu, 1), train_wall_s=round(total, 1))
     save_checkpoint(models, args.out, config=config, metrics=metrics)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) in {total:.0f} s")
 

@@ -1,16 +1,17 @@
 """Classic synthetic tasks for sequence models, generated on the fly (seeded, offline).
 
-Every generator returns ``(inputs, targets)`` as int64 tensors with ``targets = -100`` wherever
-no prediction is scored (PyTorch's ``ignore_index``), so one cross-entropy loss serves them all.
+Every generator returns ``(inputs, targets)`` as int64 tensors with ``targets = IGNORE_INDEX``
+(-100) wherever no prediction is scored (PyTorch's ``ignore_index``), so one cross-entropy loss
+serves them all.
 Token layout is documented per task; vocabularies start at 0 and special tokens come last.
 """
 from __future__ import annotations
 
 import torch
 
-__all__ = ["associative_recall", "copying", "selective_copying", "induction_heads"]
+from course_lib.common import IGNORE_INDEX
 
-IGNORE = -100
+__all__ = ["associative_recall", "selective_copying", "induction_heads", "tokens_back", "long_range_batch"]
 
 
 def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
@@ -45,28 +46,8 @@ def associative_recall(batch: int, n_pairs: int, n_keys: int = 16, n_values: int
     query = torch.full((batch, 1), n_keys + n_values)
     inputs = torch.cat([torch.stack([keys, values], -1).flatten(1), query,
                         keys[rows, pick][:, None]], dim=1)                          # (b, 2p+2)
-    targets = torch.full_like(inputs, IGNORE)
+    targets = torch.full_like(inputs, IGNORE_INDEX)
     targets[:, -1] = values[rows, pick]
-    return inputs, targets
-
-
-def copying(batch: int, length: int, n_tokens: int = 8, lag: int = 0,
-            seed: int | None = None, generator: torch.Generator | None = None):
-    """Copy a random sequence after a delay: data, ``lag`` blanks, SEP, then blanks to fill.
-
-    Tokens: data 0..n_tokens-1, BLANK = n_tokens, SEP = n_tokens+1. inputs (b, 2*length+lag+1);
-    targets score the last ``length`` positions (the data in order). Vocabulary: n_tokens + 2.
-    """
-    _check_positive(batch=batch, length=length, n_tokens=n_tokens)
-    if lag < 0:
-        raise ValueError(f"lag must be >= 0, got {lag}")
-    g = _generator(seed, generator)
-    blank, sep = n_tokens, n_tokens + 1
-    data = torch.randint(0, n_tokens, (batch, length), generator=g)
-    inputs = torch.cat([data, torch.full((batch, lag), blank), torch.full((batch, 1), sep),
-                        torch.full((batch, length), blank)], dim=1)
-    targets = torch.full_like(inputs, IGNORE)
-    targets[:, -length:] = data
     return inputs, targets
 
 
@@ -89,7 +70,7 @@ def selective_copying(batch: int, length: int, n_data: int, n_tokens: int = 8,
     body = torch.full((batch, length), noise)
     body.scatter_(1, where, data)
     inputs = torch.cat([body, torch.full((batch, 1), sep), torch.full((batch, n_data), noise)], 1)
-    targets = torch.full_like(inputs, IGNORE)
+    targets = torch.full_like(inputs, IGNORE_INDEX)
     targets[:, -n_data:] = data
     return inputs, targets
 
@@ -113,6 +94,48 @@ def induction_heads(batch: int, length: int, n_tokens: int = 16,
     answer = inputs[rows, pos + 1]
     inputs[rows, pos] = trigger
     inputs[:, -1] = trigger
-    targets = torch.full_like(inputs, IGNORE)
+    targets = torch.full_like(inputs, IGNORE_INDEX)
     targets[:, -1] = answer
     return inputs, targets
+
+
+def tokens_back(batch: int, length: int, k: int = 3, n_tokens: int = 16,
+                generator: torch.Generator | None = None):
+    """Notebook 02's task "output the token k places back": targets[:, i] = inputs[:, i - k].
+
+    inputs (b, t) uniform over 0..n_tokens-1; targets (b, t) with the first k positions
+    IGNORE_INDEX (not scored). Content alone cannot solve it: every answer is a matter of
+    *position*. Vocabulary: n_tokens.
+    """
+    _check_positive(batch=batch, length=length, k=k, n_tokens=n_tokens)
+    if k >= length:
+        raise ValueError(f"k={k} must be smaller than length={length} (nothing would be scored)")
+    inputs = torch.randint(0, n_tokens, (batch, length), generator=generator)   # (b, t)
+    targets = torch.full_like(inputs, IGNORE_INDEX)                             # (b, t)
+    targets[:, k:] = inputs[:, :-k]
+    return inputs, targets
+
+
+def long_range_batch(batch: int, length: int, n_classes: int = 8, n_noise: int = 8,
+                     span: int | None = None, density: float = 0.5,
+                     generator: torch.Generator | None = None):
+    """A sequence-level task whose answer sits only at the start: -> tokens (b, l), labels (b,)
+    (notebook 06's long-range experiment; one label per sequence, so no IGNORE_INDEX).
+
+    Noise tokens (ids n_classes .. n_classes+n_noise-1) everywhere; among the first ``span``
+    positions (default l/8) each is the signal token (id = the label, < n_classes) with
+    probability ``density`` (at least one per sequence). Read at the last position, the evidence
+    is >= l - span steps away: a kernel shorter than that sees only noise (chance 1/n_classes).
+    """
+    span = max(1, length // 8) if span is None else span
+    if not 1 <= span <= length:
+        raise ValueError(f"long_range_batch: expected 1 <= span <= length={length}, received {span}")
+    if not 0 < density <= 1:
+        raise ValueError(f"long_range_batch: expected 0 < density <= 1, received {density}")
+    g = generator
+    tokens = torch.randint(n_classes, n_classes + n_noise, (batch, length), generator=g)
+    labels = torch.randint(0, n_classes, (batch,), generator=g)
+    signal = torch.rand(batch, span, generator=g) < density                   # (b, span)
+    signal[torch.arange(batch), torch.randint(0, span, (batch,), generator=g)] = True
+    tokens[:, :span] = torch.where(signal, labels[:, None], tokens[:, :span])
+    return tokens, labels

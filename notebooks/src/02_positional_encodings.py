@@ -38,12 +38,11 @@ from course_lib.attention import MultiHeadAttention, attention_naive
 from course_lib.checks.positional import (check_diagonal_spread, check_rope_angles,
                                           check_rotate_pairs, check_shift_matrix,
                                           check_sinusoidal_table)
-from course_lib.positional import (ENCODINGS, LearnedPositional, RotaryEmbedding,
-                                   SinusoidalPositional, load_position_models, rope_angles,
-                                   rope_half_permutation, rotate_half, rotate_pairs,
-                                   sinusoidal_shift_matrix, sinusoidal_table, tokens_back,
-                                   tokens_back_accuracy)
-from course_lib.positional import local_mask
+from course_lib.data.synthetic import tokens_back
+from course_lib.experiments.positional import ENCODINGS, load_position_models, tokens_back_accuracy
+from course_lib.positional import (LearnedPositional, RotaryEmbedding, SinusoidalPositional,
+                                   local_mask, rope_angles, rope_half_permutation, rotate_half,
+                                   rotate_pairs, sinusoidal_shift_matrix, sinusoidal_table)
 from course_lib.source import show_source
 from course_lib.viz.positional import (plot_pe_table, plot_rope_rotation, rope_explorer,
                                        rope_scores, sinusoidal_explorer)
@@ -67,8 +66,8 @@ device = setup(seed=0)
 torch.manual_seed(0)
 d_model = 16
 mha = MultiHeadAttention(d_model, n_heads=2).eval()
-vocab = {w: torch.randn(d_model) for w in ["dog", "bites", "man"]}    # one vector per word
-x = torch.stack([vocab[w] for w in "dog bites man".split()])[None]     # (1, 3, d)
+word_vectors = {w: torch.randn(d_model) for w in ["dog", "bites", "man"]}  # one per word
+x = torch.stack([word_vectors[w] for w in "dog bites man".split()])[None]   # (1, 3, d)
 perm = torch.tensor([2, 1, 0])                                         # -> "man bites dog"
 with torch.no_grad():
     out, _ = mha(x)                                                    # (1, 3, d)
@@ -424,13 +423,14 @@ print(f"with RoPE: permuting changes the outputs (max diff {diff.abs().max():.2f
 # %% [markdown]
 # ## 6. Experiment: a task only position can solve
 #
-# **Task** (`course_lib.positional.tokens_back`): a sequence of random tokens from a vocabulary of
+# **Task** (`course_lib.data.synthetic.tokens_back`): a sequence of random tokens from a vocabulary of
 # 16; at every position $i \ge 3$ output the token **3 places back**, $x_{i-3}$. Content gives no
 # hint, position is everything.
 #
-# **Model** (`PositionTaskModel`): token embedding, one encoding (none / sinusoidal / learned /
-# RoPE), one bidirectional pre-norm encoder layer (`course_lib.transformer.EncoderLayer`: 4 heads,
-# $d_{model}=64$), a linear read-out; 35,664 parameters (the learned table adds its own; the
+# **Model** (`course_lib.experiments.positional.PositionTaskModel`): token embedding, one
+# encoding (none / sinusoidal / learned / RoPE), one bidirectional pre-norm encoder layer built
+# from notebook 01's `MultiHeadAttention` (4 heads, $d_{model}=64$) and a ReLU MLP, a linear
+# read-out; 35,664 parameters (the learned table adds its own; the
 # cell below prints each). Trained on sequences of **16** tokens
 # (1000 AdamW steps, batch 64, 3 seeds), tested on held-out sequences of 16, **32 and 64** tokens
 # (length extrapolation). The learned table has 64 rows so the long tests can run, but rows
@@ -451,20 +451,21 @@ print(f"with RoPE: permuting changes the outputs (max diff {diff.abs().max():.2f
 # one machine to the next. In float64 those differences are about $10^{-14}$.
 
 # %%
-models, config, metrics = load_position_models()
+models, meta = load_position_models()
 models = models.double()                               # argmax counts far above float noise
+config, runs = meta["config"], meta["metrics"]["runs"]
 task = config["task"]
 train_len, lengths = task["train_len"], task["test_lens"]
 print("config:", config["model"], "| task:", task, "| steps:", config["train"]["steps"])
-n_models = sum(len(runs) for runs in metrics.values())
-print(f"{len(ENCODINGS)} encodings × {config['seeds']} seeds = {n_models} models, trained in "
-      f"{config['total_seconds']:.0f} s of wall-clock time (recorded by the script)")
+n_models = sum(len(r) for r in runs.values())
+print(f"{len(ENCODINGS)} encodings × {config['train']['seeds']} seeds = {n_models} models, trained "
+      f"in {meta['metrics']['train_wall_s']:.0f} s of wall-clock time (recorded by the script)")
 print("parameters:", {enc: f"{sum(p.numel() for p in models[enc].parameters()):,}" for enc in ENCODINGS})
 results = {enc: tokens_back_accuracy(models[enc], lengths, task["k"], train_len=train_len)
            for enc in ENCODINGS}
 for enc in ENCODINGS:                                  # the script's seed-0 numbers, reproduced
     for key, value in results[enc].items():
-        assert abs(value - metrics[enc][0][key]) < 2e-3, (enc, key)
+        assert abs(value - runs[enc][0][key]) < 2e-3, (enc, key)
 print(f"\naccuracy (seed 0; chance ≈ {1 / 16:.0%}), train length {train_len}:")
 print(f"{'encoding':>11} | " + " ".join(f"{'len ' + str(n):>8}" for n in lengths)
       + " | " + " ".join(f"{'new @' + str(n):>8}" for n in lengths[1:]))
@@ -497,7 +498,7 @@ windowed = {enc: tokens_back_accuracy(models[enc], lengths, task["k"], train_len
                                       window=train_len) for enc in ENCODINGS}
 for enc in ENCODINGS:
     for key, value in windowed[enc].items():
-        assert abs(value - metrics[enc][0][f"{key}_window"]) < 2e-3, (enc, key)
+        assert abs(value - runs[enc][0][f"{key}_window"]) < 2e-3, (enc, key)
 print(f"accuracy with a local window |m - n| < {train_len} (seed 0):")
 for enc in ENCODINGS:
     r = windowed[enc]
@@ -522,7 +523,7 @@ print(f"{'encoding':>11} | " + " | ".join(f"{k:>16}" for k in ("len 16", "len 64
 for enc in ENCODINGS:
     cells = []
     for key in ("16", "64", "64_new", "64_window"):
-        values = [run[key] for run in metrics[enc]]
+        values = [run[key] for run in runs[enc]]
         cells.append(f"{statistics.mean(values):6.1%} ± {statistics.pstdev(values):5.1%}")
     print(f"{enc:>11} | " + " | ".join(f"{c:>16}" for c in cells))
 
@@ -668,7 +669,9 @@ check_diagonal_spread(my_diagonal_spread)
 #   up to a fixed permutation of the q/k features (asserted).
 # - Now in `course_lib.positional`: `sinusoidal_table`, `sinusoidal_shift_matrix`,
 #   `SinusoidalPositional`, `LearnedPositional`, `rope_angles`, `rotate_pairs`, `rotate_half`,
-#   `rope_half_permutation`, `RotaryEmbedding`.
+#   `rope_half_permutation`, `RotaryEmbedding`, `local_mask`; the experiment (task model,
+#   accuracy, loader) in `course_lib.experiments.positional`, its task in
+#   `course_lib.data.synthetic.tokens_back`.
 #
 # **Next:** [03 · The Transformer](03_transformer.ipynb) stacks attention, feed-forward layers and
 # these positional encodings into the full encoder-decoder model.
