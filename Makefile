@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 NBVAL   = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: lab test install install-dev build-notebooks budget bench browser-deps binder-resolve ci-deps \
+.PHONY: lint lab test install install-dev build-notebooks budget bench browser-deps binder-resolve ci-deps \
 	colab-install colab-run colab-profile clean
 
 $(BIN)/python:
@@ -34,11 +34,16 @@ lab: install
 # The whole suite (unit tests, strict nbval, browser, tools) under this CPU's native kernels and
 # one thread, then strict nbval again under PyTorch's portable kernels with three threads: a
 # stored output that depends on the CPU's vector kernels or the thread count fails here.
-test: install-dev
+test: install-dev lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(NBVAL) $(PYTEST_ARGS)
 	@echo "nbval again: ATEN_CPU_CAPABILITY=default COURSE_THREADS=3"
 	ATEN_CPU_CAPABILITY=default COURSE_THREADS=3 $(BIN)/python -m pytest -n 2 --dist loadfile \
 		$(NBVAL) notebooks
+
+# ruff: lint everything (rules in pyproject.toml); format-check tools/, tests/, benchmarks/ only
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check tools tests benchmarks conftest.py
 
 build-notebooks: install-dev
 	$(BIN)/python tools/notebooks.py build
