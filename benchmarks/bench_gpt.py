@@ -32,9 +32,9 @@ import torch
 from course_lib.attention import ConcatKVCache, KVCache
 from course_lib.data.stories import corpus_splits
 from course_lib.data.tokenizer import build_tokenizer
+from course_lib.experiments.gpt import encode_stories, load_gpt
+from course_lib.gpt import GPT, GPTConfig, generate, next_token_loss, torch_reference
 from course_lib.timing import format_rows, median_time
-from course_lib.gpt import (GPT, GPTConfig, encode_stories, generate, load_gpt, next_token_loss,
-                            torch_reference)
 
 N_NEW = 200
 
@@ -46,7 +46,8 @@ def kv_cache_rows(model, tok, repeats: int, wide: bool) -> list[dict]:
         cases.append((wide_gpt(tok), 1, "d=256, 4 blocks"))
     for model, n_prompts, label in cases:
         prompts = encode_stories(corpus_splits()["val"][:n_prompts], tok)[:, :8]     # (b, 8)
-        run = {c: (lambda c=c: generate(model, prompts, N_NEW, greedy=True, use_cache=c))
+        run = {c: (lambda c=c, model=model, prompts=prompts:
+                   generate(model, prompts, N_NEW, greedy=True, use_cache=c))
                for c in (True, False)}
         assert torch.equal(run[True](), run[False]())
         rows.append({"name": f"generate {N_NEW} tokens, {n_prompts} prompt(s), {label}",
@@ -57,7 +58,7 @@ def kv_cache_rows(model, tok, repeats: int, wide: bool) -> list[dict]:
 
 def wide_gpt(tok) -> GPT:
     torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=tok.vocab_size, context_len=1024, d_model=256, n_layers=4,
+    return GPT(GPTConfig(vocab_size=tok.vocab_size, max_len=1024, d_model=256, n_layers=4,
                          n_heads=4)).eval()
 
 

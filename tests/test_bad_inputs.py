@@ -63,14 +63,14 @@ def _checkpoint(fn):
 def _gpt_ids(cls):
     from course_lib.gpt import GPTConfig
 
-    model = cls(GPTConfig(vocab_size=10, context_len=8, d_model=8, n_layers=1, n_heads=2))
+    model = cls(GPTConfig(vocab_size=10, max_len=8, d_model=8, n_layers=1, n_heads=2))
     return model(torch.tensor([[1, 2, 12]]))
 
 
 def _gpt_long(cls):
     from course_lib.gpt import GPTConfig
 
-    model = cls(GPTConfig(vocab_size=10, context_len=4, d_model=8, n_layers=1, n_heads=2))
+    model = cls(GPTConfig(vocab_size=10, max_len=4, d_model=8, n_layers=1, n_heads=2))
     return model(torch.zeros(1, 6, dtype=torch.long))
 
 
@@ -83,7 +83,7 @@ def _mamba_tokens(cls):
 
     import dataclasses
     fields = {f.name for f in dataclasses.fields(MambaConfig)}
-    kwargs = {k: v for k, v in {"vocab": 10, "d_model": 8, "n_layers": 1, "d_state": 4}.items()
+    kwargs = {k: v for k, v in {"vocab_size": 10, "d_model": 8, "n_layers": 1, "d_state": 4}.items()
               if k in fields}
     return cls(MambaConfig(**kwargs))(torch.full((1, 4), 99))
 
@@ -261,12 +261,12 @@ CASES = [
          lambda f: f(torch.ones(1, 2, 3), -torch.ones(3, 4), T(1, 2, 4), method="rk4"),
          r"method must be one of .*got 'rk4'"),
     Case("MambaConfig dt range", "course_lib.mamba", "MambaConfig",
-         lambda c: c(**{"vocab": 10, "dt_min": 0.5, "dt_max": 0.1}),
+         lambda c: c(**{"vocab_size": 10, "dt_min": 0.5, "dt_max": 0.1}),
          r"0 < dt_min <= dt_max, got 0.5, 0.1"),
-    Case("build_model arch", "course_lib.mamba", "build_model", lambda f: f({"arch": "rnn"}),
+    Case("build_model arch", "course_lib.experiments.mamba", "build_model", lambda f: f({"arch": "rnn"}),
          r"arch must be 'mamba' or 'attention', got 'rnn'"),
     Case("MambaLM token ids", "course_lib.mamba", "MambaLM", _mamba_tokens,
-         r"token ids must be in \[0, 10\).*99"),
+         r"token ids in \[0, 10\), received min 99, max 99"),
 ]
 
 @pytest.fixture(autouse=True)

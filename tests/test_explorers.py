@@ -58,7 +58,7 @@ def _gpt_args():
 
     tok = build_tokenizer()
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, context_len=32, d_model=16, n_layers=1,
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, max_len=32, d_model=16, n_layers=1,
                           n_heads=2)).eval()
     return (model, tok, ["one day tom and mia"]), {"n_new": 3}
 

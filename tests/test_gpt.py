@@ -6,10 +6,10 @@ from course_lib.checks.gpt import (check_cached_causal_mask, check_next_token_lo
                                    check_param_count, check_top_k_filter, check_top_p_filter)
 from course_lib.data.stories import corpus_splits, entropy_rate
 from course_lib.data.tokenizer import build_tokenizer
-from course_lib.gpt import (GPT, GPT2_FAMILY, GPTConfig, encode_stories, evaluate_loss, generate,
-                            load_gpt, next_token_loss, next_token_probs, param_count,
-                            random_batch, sample_next, top_k_filter, top_p_filter,
-                            torch_reference)
+from course_lib.experiments.gpt import encode_stories, evaluate_loss, load_gpt, random_batch
+from course_lib.gpt import (GPT, GPT2_FAMILY, GPTConfig, generate, next_token_loss,
+                            next_token_probs, param_count, sample_next, top_k_filter,
+                            top_p_filter, torch_reference)
 from course_lib.training import train
 
 
@@ -24,7 +24,7 @@ def one_thread():
 
 def tiny(seed=0, **kw):
     torch.manual_seed(seed)
-    return GPT(GPTConfig(**{"vocab_size": 30, "context_len": 40, "d_model": 32, "n_layers": 2,
+    return GPT(GPTConfig(**{"vocab_size": 30, "max_len": 40, "d_model": 32, "n_layers": 2,
                             "n_heads": 4, **kw})).eval()
 
 
@@ -75,7 +75,7 @@ def test_preallocated_cache_generates_what_the_concatenating_cache_did():
     with torch.no_grad():
         model(prompt, caches=caches)
         start = caches[0].k.data_ptr()
-        for i in range(6):
+        for _ in range(6):
             model(prompt[:, :1], caches=caches)
     assert isinstance(caches[0], KVCache) and caches[0].k.data_ptr() == start
     assert caches[0].k.shape == (3, 4, 10, 8)
@@ -114,11 +114,11 @@ def test_bad_input_raises_value_error():
     ids = torch.zeros(1, 5, dtype=torch.long)
     with pytest.raises(ValueError, match="unknown token"):
         tok.encode("tom saw a unicorn")
-    with pytest.raises(ValueError, match="longer than the context"):
+    with pytest.raises(ValueError, match="longer than max_len=40"):
         generate(model, torch.zeros(1, 41, dtype=torch.long), 1)
-    with pytest.raises(ValueError, match="longer than the context"):
+    with pytest.raises(ValueError, match="longer than max_len=40"):
         generate(model, ids, 36)
-    with pytest.raises(ValueError, match="longer than the context"):
+    with pytest.raises(ValueError, match="longer than max_len=40"):
         model(torch.zeros(1, 41, dtype=torch.long))
     for t in (0.0, -1.0):
         with pytest.raises(ValueError, match="temperature must be > 0"):
@@ -129,10 +129,17 @@ def test_bad_input_raises_value_error():
     for k in (0, -2):
         with pytest.raises(ValueError, match="top_k must be an int >= 1"):
             generate(model, ids, 3, top_k=k)
-    with pytest.raises(ValueError, match="token ids must lie"):
+    with pytest.raises(ValueError, match=r"expected token ids in \[0, 30\)"):
         model(torch.full((1, 3), 30))
-    with pytest.raises(ValueError, match=r"\(b, t\) int64"):
+    with pytest.raises(ValueError, match=r"expected integer token ids .*float32"):
         model(torch.zeros(3, 2))
+    with pytest.raises(ValueError, match=r"expected shape \(b, t\)"):
+        model(torch.zeros(3, dtype=torch.long))
+    torch.testing.assert_close(model(ids.int()), model(ids))      # any integer dtype
+    with pytest.raises(ValueError, match="activation must be one of"):
+        GPTConfig(activation="relu")
+    with pytest.raises(ValueError, match="at least one story"):
+        encode_stories([], tok)
     with pytest.raises(ValueError, match="GPT-2 sizes|must be one of"):
         GPTConfig.gpt2("gpt5")
 
@@ -142,7 +149,7 @@ def test_tiny_gpt_learns_the_stories():
     data = encode_stories(splits["train"][:500], tok)
     val = encode_stories(splits["val"][:50], tok)
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, context_len=96, d_model=32, n_layers=1,
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, max_len=96, d_model=32, n_layers=1,
                           n_heads=2))
     g = torch.Generator().manual_seed(0)
     before = evaluate_loss(model, val)
@@ -165,7 +172,7 @@ def test_shipped_checkpoint_reaches_the_floor():
 def test_sampling_explorer_extremes():
     from course_lib.viz.gpt import sampling_explorer
 
-    model, tok = tiny(vocab_size=build_tokenizer().vocab_size, context_len=64), build_tokenizer()
+    model, tok = tiny(vocab_size=build_tokenizer().vocab_size, max_len=64), build_tokenizer()
     ex = sampling_explorer(model, tok, ["one day tom and mia", "later mia found a"], n_new=5)
     for name, value in ex.extreme_values():
         ex.controls[name].value = value

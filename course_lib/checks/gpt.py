@@ -58,6 +58,6 @@ def check_top_p_filter(fn) -> CheckResult:
 
 
 def check_param_count(fn) -> CheckResult:
-    """fn(d_model, n_layers, vocab_size, context_len) -> parameters of a GPT-2-shaped model."""
+    """fn(d_model, n_layers, vocab_size, max_len) -> parameters of a GPT-2-shaped model."""
     cases = [(64, 2, 183, 256)] + [(d, n, 50257, 1024) for d, n, _ in GPT2_FAMILY.values()]
     return run_check("param_count", fn, param_count, cases)

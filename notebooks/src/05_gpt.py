@@ -27,7 +27,6 @@
 
 # %%
 import math
-import time
 
 import matplotlib.pyplot as plt
 import torch
@@ -38,11 +37,13 @@ from course_lib.checks.gpt import (check_cached_causal_mask, check_next_token_lo
                                    check_param_count, check_top_k_filter, check_top_p_filter)
 from course_lib.data.stories import NAMES, corpus_splits, entropy_rate, story_nll
 from course_lib.data.tokenizer import build_tokenizer
-from course_lib.gpt import (GPT, GPT2_FAMILY, GPTConfig, apply_temperature, encode_stories,
-                            evaluate_loss, generate, load_gpt, next_token_loss, next_token_probs,
-                            param_count, random_batch, token_nll, top_k_filter, top_p_filter,
-                            torch_reference)
+from course_lib.experiments.gpt import (encode_stories, evaluate_loss, load_gpt, random_batch,
+                                        token_nll)
+from course_lib.gpt import (GPT, GPT2_FAMILY, GPTConfig, apply_temperature, generate,
+                            next_token_loss, next_token_probs, param_count, top_k_filter,
+                            top_p_filter, torch_reference)
 from course_lib.source import show_source
+from course_lib.timing import median_time
 from course_lib.training import train
 from course_lib.transformer import EncoderLayer
 from course_lib.viz import plot_attention, plot_heads
@@ -133,14 +134,14 @@ show_source(GPT.forward, EncoderLayer.forward)
 # Here is its shape.
 
 # %%
-config = GPTConfig(vocab_size=tok.vocab_size, context_len=256, d_model=64, n_layers=2, n_heads=4)
+config = GPTConfig(vocab_size=tok.vocab_size, max_len=256, d_model=64, n_layers=2, n_heads=4)
 torch.manual_seed(0)
 model = GPT(config)
 ids = encode_stories(splits["val"][:4], tok)                    # (4, t) "[BOS] … [EOS] [PAD]…"
 logits = model(ids)                                             # (4, t, v)
 print(f"ids {tuple(ids.shape)} -> logits {tuple(logits.shape)}; "
       f"{sum(p.numel() for p in model.parameters()):,} parameters")
-print(model.blocks[0])
+print(model.layers[0])
 
 # %% [markdown]
 # **Check 1: the same network written with PyTorch's layers.** `torch_reference` copies our
@@ -203,14 +204,14 @@ print(f"30 steps: training loss {short.losses[0]:.2f} -> {short.final_loss:.2f} 
 
 # %%
 gpt, info = load_gpt()
-m = info["metrics"]
+m, recipe = info["metrics"], info["config"]["train"]
 val_loss = evaluate_loss(gpt, val_ids, tok.pad_id)
 assert abs(val_loss - m["val_loss"]) < 1e-3 and val_loss <= 1.10 * floor
 print(f"shipped tiny GPT ({sum(p.numel() for p in gpt.parameters()):,} parameters): "
       f"validation loss {val_loss:.4f} = {val_loss / floor:.3f} x the floor {floor:.4f} "
-      f"after {m['steps']} steps")
-print(f"checkpoint metadata ({m['command']}): {m['steps']} steps in {m['train_seconds_cpu']} s "
-      f"CPU, {m['train_seconds_wall']} s wall; validation loss {m['ratio']:.3f} x the floor")
+      f"after {recipe['steps']} steps")
+print(f"checkpoint metadata ({recipe['command']}): {recipe['steps']} steps in {m['train_cpu_s']} s "
+      f"CPU, {m['train_wall_s']} s wall; validation loss {m['ratio']:.3f} x the floor")
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -391,11 +392,9 @@ print(f"cached logits == full recomputation; cache holds k, v of shape {tuple(ca
 prompts = encode_stories(splits["val"][:8], tok)[:, :8]                # 8 prompts of 8 tokens
 runs = {"cache": dict(), "torch.cat cache": dict(cache_type=ConcatKVCache),
         "recompute": dict(use_cache=False)}
-times, outputs = {}, {}
-for name, kw in runs.items():
-    start = time.perf_counter()
-    outputs[name] = generate(gpt, prompts, 200, greedy=True, **kw)
-    times[name] = time.perf_counter() - start
+outputs = {name: generate(gpt, prompts, 200, greedy=True, **kw) for name, kw in runs.items()}
+times = {name: median_time(lambda kw=kw: generate(gpt, prompts, 200, greedy=True, **kw),
+                           repeats=1, warmup=0) for name, kw in runs.items()}
 print("200 tokens x 8 prompts: " + ", ".join(f"{k} {v:.2f} s" for k, v in times.items())
       + f"; speed-up of the cache {times['recompute'] / times['cache']:.1f}x")
 
@@ -439,6 +438,25 @@ for name, (d, n_layers, heads) in GPT2_FAMILY.items():
 # lists 117M, 345M, 762M and 1542M for the same four shapes (Radford et al., 2019, Table 2).
 # Parameters grow like $12Ld^2$, so width matters quadratically; the embeddings' share shrinks
 # from 31.6% to 5.3%.
+#
+# **GPT-3** keeps GPT-2's block and scales it: its largest model has 96 layers of width 12288,
+# 96 heads and a context of 2048 tokens, 175.0B parameters (Brown et al., 2020, Table 2.1), with
+# GPT-2's vocabulary (its alternating sparse attention patterns add no parameters). The same
+# formula (checked above against `GPT` on the meta device up to GPT-2 XL):
+
+# %%
+gpt3 = GPTConfig(vocab_size=50257, max_len=2048, d_model=12288, n_layers=96, n_heads=96)
+formula = param_count(gpt3.d_model, gpt3.n_layers, gpt3.vocab_size, gpt3.max_len)
+assert round(formula / 1e9) == 175
+blocks = gpt3.n_layers * 12 * gpt3.d_model ** 2
+print(f"GPT-3 175B shape: {formula:,d} parameters = {formula / 1e9:.1f} B "
+      f"({blocks / formula:.1%} of them in the 12 L d² of the blocks, "
+      f"{(50257 + 2048) * gpt3.d_model / formula:.2%} in the embeddings)")
+
+# %% [markdown]
+# 174.6 B from the shape alone: the paper's figure is the same count, rounded (Brown et al.,
+# 2020, Table 2.1). At this size the
+# embeddings are a rounding error and $12Ld^2$ is the whole model.
 #
 # ## 8. What the tiny GPT attends to
 #
@@ -526,10 +544,10 @@ check_top_p_filter(my_top_p_filter)
 
 # %% [markdown]
 # **Exercise 5 — count the parameters.** Return the number of parameters of a GPT-2-shaped
-# model from `d_model, n_layers, vocab_size, context_len` (see section 7; derive it yourself).
+# model from `d_model, n_layers, vocab_size, max_len` (see section 7; derive it yourself).
 
 # %%
-def my_param_count(d_model: int, n_layers: int, vocab_size: int, context_len: int) -> int:
+def my_param_count(d_model: int, n_layers: int, vocab_size: int, max_len: int) -> int:
     raise NotImplementedError
 
 
@@ -547,9 +565,10 @@ check_param_count(my_param_count)
 # - The KV cache gives identical outputs and removes a factor $T$: over $T$ generated tokens,
 #   projections and FFN cost $O(T)$ instead of $O(T^2)$, attention $O(T^2)$ instead of $O(T^3)$
 #   (it still reads every cached key). Preallocating the cache keeps its copying $O(T)$.
-# - GPT-2 sizes follow $Vd + Td + L(12d^2 + 13d) + 2d$.
+# - GPT-2 sizes follow $Vd + Td + L(12d^2 + 13d) + 2d$; GPT-3 175B is the same formula at
+#   $L = 96$, $d = 12288$.
 # - Now in `course_lib`: `gpt` (model, loss, sampling, generation), `data.stories`,
-#   `data.tokenizer`, `viz.gpt`, `checks.gpt`.
+#   `data.tokenizer`, `viz.gpt`, `checks.gpt`, and the story experiment in `experiments.gpt`.
 #
 # **Next:** attention costs $O(T^2)$ in the length. Notebook
 # [06 · State-space models](06_ssm_convolution_fft.ipynb) reads sequences with a recurrence that
