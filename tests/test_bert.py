@@ -6,13 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_lib import IGNORE_INDEX, right_pad
 from course_lib.bert import (IS_NEXT, NOT_NEXT, Bert, BertClassifier, BertConfig, BertEmbeddings,
-                             BertForPretraining, corrupt, mask_tokens, pad_batch, pair_input,
+                             BertForPretraining, corrupt, mask_tokens, pair_input, param_count,
                              pretraining_loss)
-from course_lib.bert_training import (CLASSIFIERS, classification_batch, finetuning_task,
-                                      labelled_subset, make_classifier, masked_word_probs,
-                                      nsp_example, pretraining_batch, select_on_validation,
-                                      sentence_positions, story_ids)
+from course_lib.experiments.bert import (CLASSIFIERS, classification_batch, finetuning_task,
+                                         grammaticality_examples, labelled_subset, load_bert_tiny,
+                                         make_classifier, masked_word_probs, nsp_example,
+                                         pretraining_batch, select_on_validation,
+                                         sentence_positions, story_ids)
 from course_lib.checks import bert as checks
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
@@ -45,7 +47,7 @@ def test_embeddings_are_token_plus_segment_plus_position():
     emb = BertEmbeddings(tiny_config()).eval()
     ids = random_ids(2, 9)
     seg = (torch.arange(9) >= 4).long().expand(2, 9)
-    manual = emb.token.weight[ids] + emb.segment.weight[seg] + emb.position.table.weight[:9]
+    manual = emb.token_emb.weight[ids] + emb.segment_emb.weight[seg] + emb.pos_emb.table.weight[:9]
     torch.testing.assert_close(emb(ids, seg), emb.norm(manual))
 
 
@@ -87,12 +89,12 @@ def test_attention_is_bidirectional_and_ignores_padding():
 def test_mlm_head_is_tied_to_token_embedding():
     model = BertForPretraining(tiny_config())
     keys = model.state_dict().keys()
-    assert not any(k.startswith("mlm.token_embedding") for k in keys)
+    assert [k for k in keys if "token_emb" in k] == ["bert.embeddings.token_emb.weight"]  # one matrix
     ids = random_ids(2, 6)
     mlm, nsp = model(ids)
     assert mlm.shape == (2, 6, V) and nsp.shape == (2, 2)
     mlm.sum().backward()
-    assert model.bert.embeddings.token.weight.grad is not None
+    assert model.bert.embeddings.token_emb.weight.grad is not None
 
 
 def test_classifier_freeze_trains_only_the_head():
@@ -115,7 +117,7 @@ def test_mask_tokens_proportions_match_the_paper():
     ids = random_ids(400, 250, seed=1)
     ids[:, 0], ids[:, -1] = CLS, SEP                                      # specials: never chosen
     inputs, labels = mask_tokens(ids, MASK, V, SPECIAL, g)
-    selected = labels != -100
+    selected = labels != IGNORE_INDEX
     n_words = int((ids >= 7).sum())
     lo, hi = _bounds(0.15, n_words)
     assert lo < selected.sum().item() / n_words < hi
@@ -143,7 +145,7 @@ def test_mask_tokens_is_seeded_and_rules_at_extremes():
                                  p_select=1.0, p_mask=1.0, p_random=0.0)
     assert (inputs == MASK).all() and torch.equal(labels, ids)
     inputs, labels = mask_tokens(ids, MASK, V, SPECIAL, torch.Generator().manual_seed(0), p_select=0.0)
-    assert torch.equal(inputs, ids) and (labels == -100).all()
+    assert torch.equal(inputs, ids) and (labels == IGNORE_INDEX).all()
 
 
 def test_corrupt_rule():
@@ -153,7 +155,7 @@ def test_corrupt_rule():
     rnd = torch.tensor([[30, 31, 32, 33]])
     inputs, labels = corrupt(ids, selected, r, rnd, MASK)
     assert inputs.tolist() == [[MASK, 31, 12, 13]]
-    assert labels.tolist() == [[10, 11, 12, -100]]
+    assert labels.tolist() == [[10, 11, 12, IGNORE_INDEX]]
 
 
 # ---------------------------------------------------------------- bad input
@@ -169,20 +171,19 @@ def test_bad_inputs_raise_value_error():
     model = BertForPretraining(tiny_config())
     with pytest.raises(ValueError, match="exceeds the position table"):
         model(random_ids(1, 25))
-    with pytest.raises(ValueError, match="unknown id"):
+    with pytest.raises(ValueError, match=rf"ids: expected token ids in \[0, {V}\), received min 5, max {V}"):
         model(torch.tensor([[5, V]]))
-    with pytest.raises(ValueError, match="unknown id"):
+    with pytest.raises(ValueError, match="received min -1"):
         mask_tokens(torch.tensor([[5, -1]]), MASK, V, SPECIAL, torch.Generator())
     with pytest.raises(ValueError, match="segments"):
         model(random_ids(1, 4), torch.tensor([[0, 1, 2, 0]]))
     with pytest.raises(ValueError, match="segments"):
         model(random_ids(1, 4), torch.zeros(1, 3, dtype=torch.long))
-    with pytest.raises(ValueError, match="integer tensor"):
+    with pytest.raises(ValueError, match="expected integer token ids"):
         model(torch.zeros(1, 4))
+    assert model(torch.tensor([[5, 6]], dtype=torch.int16))[0].shape == (1, 2, V)  # any integer dtype
     with pytest.raises(ValueError, match="exceed max_len"):
         pair_input(list(range(10)), list(range(10)), CLS, SEP, max_len=12)
-    with pytest.raises(ValueError, match="exceeds length"):
-        pad_batch([[1, 2, 3]], length=2)
     with pytest.raises(ValueError, match="divisible"):
         tiny_config(d_model=30)
     with pytest.raises(ValueError, match="dropout"):
@@ -215,7 +216,7 @@ def _train_tiny_bert():
         nxt = (torch.rand(size, generator=g) < 0.5).tolist()
         pairs = [pair_input(sent[k], sent[(k + 1) % n] if y else sent[(k + 3) % n], CLS, SEP)
                  for k, y in zip(ks, nxt)]
-        ids, seg = pad_batch([p[0] for p in pairs]), pad_batch([p[1] for p in pairs])
+        ids, seg = right_pad([p[0] for p in pairs], PAD), right_pad([p[1] for p in pairs], 0)
         inputs, labels = mask_tokens(ids, MASK, V, SPECIAL, g, p_select=0.3)
         return inputs, seg, labels, torch.tensor([IS_NEXT if y else NOT_NEXT for y in nxt])
 
@@ -228,7 +229,7 @@ def _train_tiny_bert():
     inputs, seg, labels, nsp = batch(256)
     with torch.no_grad():
         mlm_logits, nsp_logits = model(inputs, seg)
-    keep = labels != -100
+    keep = labels != IGNORE_INDEX
     assert (mlm_logits.argmax(-1)[keep] == labels[keep]).float().mean() > 0.8
     assert (nsp_logits.argmax(-1) == nsp).float().mean() > 0.9
 
@@ -259,7 +260,7 @@ def test_nsp_examples_and_pretraining_batches(corpus):
     assert 10 < labels.count(IS_NEXT) < 30
     inputs, seg, mlm, nsp = pretraining_batch(stories, tok, 8, g, max_len=96)
     assert inputs.shape == seg.shape == mlm.shape and nsp.shape == (8,)
-    assert ((inputs == tok.mask_id) == ((mlm != -100) & (inputs == tok.mask_id))).all()
+    assert ((inputs == tok.mask_id) == ((mlm != IGNORE_INDEX) & (inputs == tok.mask_id))).all()
     x, y = classification_batch(stories[:5], tok, ["river", "town", "forest", "farm"], 96)
     assert x.shape[0] == 5 and (x[:, 0] == tok.cls_id).all()
     with pytest.raises(ValueError, match="not in label_names"):
@@ -314,15 +315,15 @@ def test_contextual_vectors_and_explorer(corpus):
 
 def test_shipped_checkpoint_loads_and_meets_the_claims():
     from course_lib.data.tokenizer import build_tokenizer
-    from course_lib.training import data_dir, load_checkpoint
+    from course_lib.training import data_dir
+
     path = data_dir() / "bert_tiny.safetensors"
-    from safetensors import safe_open
-    import json
-    with safe_open(str(path), framework="pt") as f:
-        config = json.loads(f.metadata()["config"])
-    assert config["vocab_size"] == build_tokenizer().vocab_size
-    model = BertForPretraining(BertConfig(**config))
-    meta = load_checkpoint(model, path)
+    model, meta = load_bert_tiny()
+    assert not model.training and meta["config"]["model"]["vocab_size"] == build_tokenizer().vocab_size
+    assert set(meta["config"]) == {"model", "task", "train"}           # the course's one schema
+    assert meta["config"]["train"]["command"] == "python tools/train_bert.py"
+    assert {"train_cpu_s", "train_wall_s"} <= set(meta["metrics"])
+    assert not {"pretrain_seconds", "sweep_seconds", "pretrain"} & set(meta["metrics"])
     for key in ("finetune", "finetune_grammar"):
         result = meta["metrics"][key]
         acc = result["test_accuracy"]
@@ -339,7 +340,7 @@ def test_shipped_checkpoint_loads_and_meets_the_claims():
 # ---------------------------------------------------------------- checkers
 def _wrong_corrupt(ids, selected, r, random_ids, mask_id):
     inputs = torch.where(selected, torch.full_like(ids, mask_id), ids)   # masks every selected one
-    return inputs, torch.where(selected, ids, torch.full_like(ids, -100))
+    return inputs, torch.where(selected, ids, torch.full_like(ids, IGNORE_INDEX))
 
 
 def test_checkers_pass_reference_and_explain_mistakes():
@@ -366,7 +367,6 @@ def test_checkers_pass_reference_and_explain_mistakes():
 
 
 def test_grammaticality_examples_swap_half_of_the_sentences():
-    from course_lib.bert_training import grammaticality_examples
     from course_lib.data.stories import corpus_splits
     from course_lib.data.tokenizer import build_tokenizer
 

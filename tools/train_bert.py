@@ -18,8 +18,10 @@
    the recipes of each pooling, so that all contenders can be compared with the same pooling)
    is then trained again and scored once per seed on the test split. The test numbers never
    choose anything.
-The checkpoint carries the config, all these metrics and the whole validation grid as
-safetensors metadata.
+The checkpoint carries the course's one metadata schema (course_lib/training.py): config =
+{"model": BertConfig, "task": {...}, "train": {"command", "seed", the recipe}}, metrics = {the
+held-out figures, the setting-word curve, the whole validation grid and test tables,
+"train_cpu_s", "train_wall_s"} (CPU and wall seconds of this process: pre-training plus sweep).
 """
 from __future__ import annotations
 
@@ -33,12 +35,13 @@ import torch
 
 from course_lib import setup
 from course_lib.bert import BertConfig, BertForPretraining, pretraining_loss
-from course_lib.bert_training import (CLASSIFIERS, classifier_accuracy, finetune_classifier,
-                                      finetuning_task, make_classifier, pretraining_accuracy,
-                                      pretraining_batch, select_on_validation)
 from course_lib.data.stories import ANIMALS, OBJECTS, PLACES, corpus_splits
 from course_lib.data.tokenizer import build_tokenizer
-from course_lib.training import data_dir, load_checkpoint, save_checkpoint, train
+from course_lib.experiments.bert import (CLASSIFIERS, classifier_accuracy, finetune_classifier,
+                                         finetuning_task, load_bert_tiny, make_classifier,
+                                         pretraining_accuracy, pretraining_batch,
+                                         select_on_validation)
+from course_lib.training import data_dir, save_checkpoint, train
 
 CONFIG = dict(d_model=64, n_heads=4, n_layers=2, d_ff=256, max_len=96, dropout=0.0)
 PRETRAIN = dict(steps=3000, batch_size=32, lr=5e-3, warmup=100, seed=0)
@@ -179,25 +182,44 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     setup(seed=0)
+    wall, cpu = time.perf_counter(), time.process_time()
     tokenizer, splits = build_tokenizer(), corpus_splits(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, **CONFIG)
     if args.finetune_only or args.tables_only:
-        model = BertForPretraining(config)
-        metrics = load_checkpoint(model, args.out)["metrics"]
+        model, meta = load_bert_tiny(args.out)
+        checkpoint, metrics = meta["config"], meta["metrics"]
+        if not args.tables_only:
+            checkpoint["train"]["finetune_seeds"] = args.seeds
+        spent = (metrics.pop("train_cpu_s"), metrics.pop("train_wall_s"))  # earlier steps' time
+        config = model.config
     else:
-        model, metrics = pretrain_and_measure(config, splits, tokenizer,
-                                              dict(PRETRAIN, steps=args.steps, lr=args.lr))
+        config = BertConfig(vocab_size=tokenizer.vocab_size, **CONFIG)
+        hp = dict(PRETRAIN, steps=args.steps, lr=args.lr)
+        model, metrics = pretrain_and_measure(config, splits, tokenizer, hp)
+        checkpoint = checkpoint_config(config, hp, args.seeds)
+        spent = (0.0, 0.0)
     model.eval()
-    start = time.perf_counter()
     for task, key in (("setting", "finetune"), ("grammar", "finetune_grammar")):
         result = (metrics[key] if args.tables_only
                   else sweep_task(model, splits, tokenizer, task, args.seeds))
         metrics[key] = test_tables(model, splits, tokenizer, task, result)
         print_table(f"{task}: test accuracy of the recipes chosen on validation", metrics[key])
-    if not args.tables_only:
-        metrics["sweep_seconds"] = round(time.perf_counter() - start, 1)
-    path = save_checkpoint(model, args.out, config.to_dict(), metrics)
+    cpu_before = spent[0]  # None when an earlier run did not record its CPU time
+    metrics["train_cpu_s"] = (None if cpu_before is None
+                              else round(cpu_before + time.process_time() - cpu, 1))
+    metrics["train_wall_s"] = round(spent[1] + time.perf_counter() - wall, 1)
+    path = save_checkpoint(model, args.out, checkpoint, metrics)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+def checkpoint_config(config: BertConfig, hp: dict, seeds: int) -> dict:
+    """The checkpoint's config in the course's one schema: model, task, train."""
+    return {"model": config.to_dict(),
+            "task": {"corpus": "stories", "corpus_seed": 0, "tokenizer": "word-level (build_tokenizer)",
+                     "pretraining": "masked LM (15%; 80/10/10) + next-sentence prediction",
+                     "finetuning": list(TASKS)},
+            "train": {"command": "python tools/train_bert.py", "seed": hp["seed"], "steps": hp["steps"],
+                      "batch_size": hp["batch_size"], "lr": hp["lr"], "warmup": hp["warmup"],
+                      "weight_decay": 0.01, "finetune_seeds": seeds}}
 
 
 def pretrain_and_measure(config, splits, tokenizer, hp: dict):
@@ -205,15 +227,14 @@ def pretrain_and_measure(config, splits, tokenizer, hp: dict):
     start = time.perf_counter()
     model, result = pretrain(config, splits["train"], tokenizer, hp["steps"], hp["batch_size"],
                              hp["lr"], hp["warmup"], hp["seed"])
-    seconds = time.perf_counter() - start
     held_out = pretraining_accuracy(model, splits["test"], tokenizer, config.max_len)
-    print(f"pretrain: {seconds:.0f} s, final loss {result.final_loss:.3f}, test MLM accuracy "
-          f"{held_out['mlm_accuracy']:.3f}, NSP accuracy {held_out['nsp_accuracy']:.3f}")
+    print(f"pretrain: {time.perf_counter() - start:.0f} s, final loss {result.final_loss:.3f}, "
+          f"test MLM accuracy {held_out['mlm_accuracy']:.3f}, NSP accuracy "
+          f"{held_out['nsp_accuracy']:.3f}")
     curve = [round(sum(result.losses[i:i + 50]) / len(result.losses[i:i + 50]), 4)
              for i in range(0, len(result.losses), 50)]
     metrics = {"setting_word_accuracy": [[s, round(v, 4)] for s, v in result.evals],
-               "pretrain_seconds": round(seconds, 1), "final_loss": round(result.final_loss, 4),
-               "loss_curve": curve, "pretrain": hp,
+               "final_loss": round(result.final_loss, 4), "loss_curve": curve,
                **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in held_out.items()}}
     return model, metrics
 

@@ -1,4 +1,4 @@
-"""Pre-training and fine-tuning the BERT of ``course_lib.bert`` on the story corpus (notebook 04).
+"""Notebook 04's experiments: pre-training and fine-tuning ``course_lib.bert`` on the story corpus.
 
 Pre-training batches (Devlin et al. 2019, §3.1 and appendix A.1): a story is cut at a random
 sentence boundary into a (the sentences before) and b (the sentences after, IsNext) or b = the
@@ -13,18 +13,31 @@ recipes (pooling, learning rate, steps) are chosen on a validation split
 """
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
-from course_lib.bert import (IS_NEXT, NOT_NEXT, Bert, BertClassifier, BertForPretraining,
-                             mask_tokens, pad_batch, pair_input)
+from course_lib.bert import (IS_NEXT, NOT_NEXT, Bert, BertClassifier, BertConfig, BertForPretraining,
+                             mask_tokens, pair_input)
+from course_lib.common import IGNORE_INDEX, right_pad
 from course_lib.data.stories import LABELS
+from course_lib.training import data_dir, load_model, train
 
 __all__ = ["story_ids", "nsp_example", "pretraining_batch", "classification_batch",
            "pretraining_accuracy", "CLASSIFIERS", "make_classifier", "labelled_subset",
            "finetune_classifier", "classifier_accuracy", "grammaticality_examples",
            "finetuning_task", "select_on_validation", "TASKS", "masked_word_probs",
-           "sentence_positions"]
+           "sentence_positions", "load_bert_tiny"]
+
+
+def load_bert_tiny(path: str | Path | None = None) -> tuple[BertForPretraining, dict]:
+    """The shipped tiny BERT (``data/bert_tiny.safetensors``) in eval mode, with its metadata."""
+    return load_model(path or data_dir() / "bert_tiny.safetensors",
+                      lambda config: BertForPretraining(BertConfig(**config["model"])),
+                      rebuild="python tools/train_bert.py")
+
 
 def story_ids(tokenizer, sentences: list[str]) -> list[int]:
     """Token ids of consecutive sentences (strict: an unknown word raises ValueError)."""
@@ -58,8 +71,8 @@ def pretraining_batch(stories, tokenizer, batch_size: int, generator: torch.Gene
     """(inputs, segments, mlm_labels, nsp_labels): NSP pairs from random stories, then masked."""
     idx = torch.randint(len(stories), (batch_size,), generator=generator).tolist()
     examples = [nsp_example(stories, i, generator, tokenizer, max_len) for i in idx]
-    ids = pad_batch([e[0] for e in examples], tokenizer.pad_id)            # (b, t)
-    segments = pad_batch([e[1] for e in examples], 0)                      # (b, t)
+    ids = right_pad([e[0] for e in examples], tokenizer.pad_id)            # (b, t)
+    segments = right_pad([e[1] for e in examples], 0)                      # (b, t)
     special = [tokenizer.token_to_id[w] for w in tokenizer.id_to_token if w.startswith("[")]
     inputs, labels = mask_tokens(ids, tokenizer.mask_id, tokenizer.vocab_size, special,
                                  generator, p_select)
@@ -73,7 +86,7 @@ def classification_batch(stories, tokenizer, label_names: list[str], max_len: in
     unknown = sorted({s.label for s in stories} - set(label_names))
     if unknown:
         raise ValueError(f"labels {unknown} not in label_names {label_names}")
-    return pad_batch(seqs, tokenizer.pad_id), torch.tensor([label_names.index(s.label) for s in stories])
+    return right_pad(seqs, tokenizer.pad_id), torch.tensor([label_names.index(s.label) for s in stories])
 
 
 def grammaticality_examples(stories, tokenizer, n: int, seed: int, max_len: int):
@@ -98,7 +111,7 @@ def grammaticality_examples(stories, tokenizer, n: int, seed: int, max_len: int)
         ids = tokenizer.encode(" ".join(words + [sentences[i].split()[-1]]))
         seqs.append(pair_input(ids, None, tokenizer.cls_id, tokenizer.sep_id, max_len)[0])
         labels.append(label)
-    return pad_batch(seqs, tokenizer.pad_id), torch.tensor(labels)
+    return right_pad(seqs, tokenizer.pad_id), torch.tensor(labels)
 
 
 CLASSIFIERS = ("pretrained + fine-tuned", "from scratch", "linear probe (frozen)")
@@ -113,8 +126,6 @@ def make_classifier(kind: str, pretrained: BertForPretraining, n_classes: int,
     (and pooler) frozen, only the last linear layer trained. All three read the sequence the same
     way, ``pooling``: "mean" (average of the token vectors) or "cls" (the NSP-trained pooler).
     """
-    import copy
-
     if kind not in CLASSIFIERS:
         raise ValueError(f"kind must be one of {CLASSIFIERS}, got {kind!r}")
     torch.manual_seed(seed)
@@ -189,8 +200,6 @@ def finetune_classifier(classifier: BertClassifier, ids: torch.Tensor, labels: t
 
     Mini-batches are drawn with a seeded generator; returns ``course_lib.training``'s TrainResult.
     """
-    from course_lib.training import train
-
     if ids.shape[0] != labels.shape[0]:
         raise ValueError(f"ids has {ids.shape[0]} sequences but labels {labels.shape[0]}")
     g = torch.Generator().manual_seed(seed)
@@ -226,7 +235,7 @@ def pretraining_accuracy(model: BertForPretraining, stories, tokenizer, max_len:
     for _ in range(n_batches):
         inputs, segments, labels, nsp = pretraining_batch(stories, tokenizer, batch_size, g, max_len)
         mlm_logits, nsp_logits = model(inputs, segments)
-        keep = labels != -100
+        keep = labels != IGNORE_INDEX
         mlm_right += int((mlm_logits.argmax(-1)[keep] == labels[keep]).sum())
         mlm_total += int(keep.sum())
         nsp_right += int((nsp_logits.argmax(-1) == nsp).sum())
@@ -257,7 +266,7 @@ def masked_word_probs(model: BertForPretraining, items, tokenizer, left_only: bo
         where.append(i + 1)                                                # +1: [CLS]
         targets.append(ids[i])
     model.eval()
-    ids, where = pad_batch(seqs, tokenizer.pad_id), torch.tensor(where)   # (n, t), (n,)
+    ids, where = right_pad(seqs, tokenizer.pad_id), torch.tensor(where)   # (n, t), (n,)
     probs = [model(ids[k:k + batch_size])[0][torch.arange(len(ids[k:k + batch_size])),
                                              where[k:k + batch_size]].softmax(-1)
              for k in range(0, len(ids), batch_size)]                      # each (batch, v)

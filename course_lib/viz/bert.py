@@ -20,8 +20,9 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from course_lib.bert import Bert, pad_batch, pair_input
-from course_lib.bert_training import story_ids
+from course_lib.bert import Bert, pair_input
+from course_lib.common import check_shapes, right_pad
+from course_lib.experiments.bert import story_ids
 from course_lib.data.stories import LABELS
 from course_lib.viz import Explorer, to_numpy
 
@@ -45,7 +46,7 @@ def contextual_vectors(bert: Bert, stories, tokenizer, word: str, max_items: int
         seqs.append(pair_input(story_ids(tokenizer, story.sentences), None, tokenizer.cls_id,
                                tokenizer.sep_id, bert.config.max_len)[0])
         positions.append(1 + sum(len(s.split()) for s in story.sentences[:i]) + j)  # +1: [CLS]
-    ids = pad_batch(seqs, tokenizer.pad_id)                               # (n, t)
+    ids = right_pad(seqs, tokenizer.pad_id)                                 # (n, t)
     bert.eval()
     states = torch.stack(bert.hidden_states(ids))                         # (layers+1, n, t, d)
     pos = torch.tensor(positions)
@@ -98,10 +99,11 @@ def setting_gap(vectors: torch.Tensor, senses: list[str]) -> dict:
     when they were given different ones; "gap" = their difference (0: the setting is ignored).
     "shift" = mean ‖v(setting a) − v(setting b)‖ / ‖v(setting a)‖ of one occurrence.
     """
-    if vectors.dim() != 3 or vectors.shape[0] != len(senses) or vectors.shape[1] < 2:
-        raise ValueError(f"vectors: expected shape (n={len(senses)}, s>=2, d), "
-                         f"received {tuple(vectors.shape)}")
+    check_shapes([(vectors, (len(senses), "s", "d"), "vectors")])         # n = len(senses)
     n, s, d = vectors.shape
+    if s < 2:
+        raise ValueError(f"vectors: expected shape (n, s, d) with s >= 2 settings, received "
+                         f"{tuple(vectors.shape)}")
     sim = cosine_matrix(vectors.reshape(n * s, d)).reshape(n, s, n, s)   # (n, s, n, s)
     same_sense = torch.tensor([[a == b for b in senses] for a in senses]) & ~torch.eye(n, dtype=torch.bool)
     same_setting = torch.eye(s, dtype=torch.bool)                         # (s, s)
