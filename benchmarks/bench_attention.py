@@ -43,8 +43,12 @@ def mha_rows(length: int, repeats: int) -> list[dict]:
         for label, kw_ours, kw_ref in (
                 ("", {}, {}),
                 (" causal", {"is_causal": True}, {"attn_mask": causal, "is_causal": True})):
-            run_ours = lambda: ours(x, **kw_ours)[0]                      # noqa: E731
-            run_ref = lambda: ref(x, x, x, need_weights=False, **kw_ref)[0]  # noqa: E731
+            def run_ours(kw=kw_ours):
+                return ours(x, **kw)[0]
+
+            def run_ref(kw=kw_ref):
+                return ref(x, x, x, need_weights=False, **kw)[0]
+
             torch.testing.assert_close(run_ours(), run_ref(), rtol=1e-4, atol=1e-5)
             rows.append({"name": f"MHA fwd{label} b=1 h={N_HEADS} d={D_MODEL} t={length}",
                          "ours": "MultiHeadAttention", "ours_s": median_time(run_ours, repeats),
@@ -61,8 +65,8 @@ def naive_vs_fused_rows(lengths, repeats: int) -> list[dict]:
         with torch.inference_mode():
             torch.testing.assert_close(attention(q, k, v), attention_naive(q, k, v)[0],
                                        rtol=1e-4, atol=1e-5)
-            fused = median_time(lambda: attention(q, k, v), repeats)
-            naive = median_time(lambda: attention_naive(q, k, v), repeats)
+            fused = median_time(lambda q=q, k=k, v=v: attention(q, k, v), repeats)
+            naive = median_time(lambda q=q, k=k, v=v: attention_naive(q, k, v), repeats)
         rows.append({"name": f"attention fwd h={N_HEADS} dh={D_MODEL // N_HEADS} t={t}",
                      "ours": "attention (fused)", "ours_s": fused,
                      "reference": "attention_naive", "reference_s": naive})

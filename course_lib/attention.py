@@ -2,6 +2,12 @@
 
     Attention(Q, K, V) = softmax(Q Kᵀ / √d_k) V,   Q = X W_Q,  K = X W_K,  V = X W_V
 
+Vaswani et al. (2017), "Attention Is All You Need": Eq. 1 (§3.2.1) and multi-head attention
+(§3.2.2). Official implementation: tensorflow/tensor2tensor,
+``tensor2tensor/layers/common_attention.py`` (``dot_product_attention``,
+``multihead_attention``); PyTorch's ``F.scaled_dot_product_attention`` and
+``nn.MultiheadAttention`` are the references the tests compare against.
+
 Two implementations with the same signature sit side by side: ``attention_naive`` writes the
 equation out (and returns the weights, for plots), ``MultiHeadAttention`` uses PyTorch's fused
 ``F.scaled_dot_product_attention`` unless the weights are asked for.
@@ -14,7 +20,7 @@ Shapes: ``b`` batch, ``nh`` heads (the paper's h; ``h`` is the SSM hidden state 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +34,8 @@ __all__ = ["attention_naive", "attention", "causal_mask", "padding_mask", "split
 
 
 def causal_mask(t: int, s: int | None = None, device=None) -> torch.Tensor:
-    """Boolean (t, s) mask, True on and below the diagonal: query i sees keys j <= i (+ s - t).
+    """Boolean (t, s) mask, True on and below the diagonal: query i sees keys j <= i (+ s - t);
+    the decoder's "masking out (setting to −∞)" of Vaswani et al. (2017), §3.2.3.
 
     With a cache (s > t) the t new queries are the *last* t positions of the s keys.
     """
@@ -86,7 +93,7 @@ def _check_qkv(q, k, v, mask):
 
 
 def attention_naive(q, k, v, mask=None, scale: float | None = None, dropout_p: float = 0.0):
-    """softmax(q kᵀ · scale) v written out; returns ``(out, weights)``.
+    """softmax(q kᵀ · scale) v written out (Vaswani et al. 2017, Eq. 1); returns ``(out, weights)``.
 
     q: (..., t, dh), k: (..., s, dh), v: (..., s, dv), mask broadcastable to (..., t, s)
     (True = may attend). scale defaults to 1/√dh. out: (..., t, dv), weights: (..., t, s).
@@ -108,7 +115,8 @@ def attention_naive(q, k, v, mask=None, scale: float | None = None, dropout_p: f
 
 
 def attention(q, k, v, mask=None, scale: float | None = None, is_causal: bool = False):
-    """Fused attention (``F.scaled_dot_product_attention``), same maths as ``attention_naive``.
+    """Fused attention (``F.scaled_dot_product_attention``), same maths as ``attention_naive``
+    (Eq. 1 of Vaswani et al. 2017).
 
     Never materializes the (t, s) weights on the fused kernels, which is why it is faster and
     uses less memory at long lengths. Returns ``out`` only: (..., t, dv).
@@ -217,7 +225,8 @@ class ConcatKVCache(KVCache):
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention: project, split into heads, attend in parallel, concat, project.
+    """Multi-head attention (Vaswani et al. 2017, §3.2.2): project, split into heads, attend in
+    parallel, concat, project.
 
         head_i = Attention(X W_Q^i, M W_K^i, M W_V^i),  MHA = Concat(head_1..head_nh) W_O
 
@@ -285,7 +294,7 @@ class MultiHeadAttention(nn.Module):
             check_shapes([(memory, ("b", "s", self.d_model), "memory")], bound)
 
     @torch.no_grad()
-    def load_from_torch(self, mha: nn.MultiheadAttention) -> "MultiHeadAttention":
+    def load_from_torch(self, mha: nn.MultiheadAttention) -> MultiHeadAttention:
         """Copy the weights of a ``nn.MultiheadAttention(d_model, n_heads, batch_first=True)``."""
         if mha.embed_dim != self.d_model or mha.num_heads != self.n_heads:
             raise ValueError(f"expected nn.MultiheadAttention({self.d_model}, {self.n_heads}), "

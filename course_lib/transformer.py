@@ -1,9 +1,13 @@
 """The encoder-decoder Transformer (lecture 03): layers built from course_lib.attention.
 
-Encoder layer (post-norm, as in the paper; ``norm_first=True`` gives the pre-norm of GPT-2):
+Vaswani et al. (2017), "Attention Is All You Need", §3.1-§3.5. Official implementation:
+tensorflow/tensor2tensor, ``tensor2tensor/models/transformer.py``; PyTorch's own is
+``torch.nn.Transformer`` (``torch/nn/modules/transformer.py``), which the tests match.
+
+Encoder layer (post-norm, as in the paper §3.1; ``norm_first=True`` gives the pre-norm of GPT-2):
 
     x = LayerNorm(x + SelfAttention(x))
-    x = LayerNorm(x + FFN(x)),        FFN(x) = W_2 ReLU(W_1 x + b_1) + b_2
+    x = LayerNorm(x + FFN(x)),        FFN(x) = W_2 ReLU(W_1 x + b_1) + b_2      (Eq. 2)
 
 Decoder layer: masked self-attention (no peeking at future positions), cross-attention with
 K, V from the encoder output ("memory"), then the FFN; each with residual + LayerNorm.
@@ -23,12 +27,12 @@ the decoder's past keys and values (``greedy_decode``, with a KV cache per layer
 
 Deviation from the paper: its three token matrices are one shared weight (source embedding,
 target embedding and the pre-softmax Linear, Vaswani et al. 2017 §3.4, over a shared BPE
-vocabulary). Here they are *untied*: ``src_embed``, ``tgt_embed`` and ``vocab_proj`` are three
-separate matrices, because the two toy languages have separate vocabularies.
+vocabulary). Here they are *untied*: ``src_token_emb``, ``tgt_token_emb`` and ``vocab_proj``
+are three separate matrices, because the two toy languages have separate vocabularies.
 
 Shapes: ``b`` batch, ``s`` source length, ``t`` target length, ``d`` d_model, ``nh`` heads
-(the paper's h), ``dh`` = d / nh, ``v`` target vocabulary size, ``f`` = d_ff. Masks are
-boolean, True = may attend, broadcastable to (b, nh, t, s).
+(the paper's h), ``dh`` = d / nh, ``vocab`` target vocabulary size (``tgt_vocab_size``),
+``f`` = d_ff. Masks are boolean, True = may attend, broadcastable to (b, nh, t, s).
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_lib import IGNORE_INDEX, check_shapes, check_token_ids
 from course_lib.attention import KVCache, MultiHeadAttention
 from course_lib.positional import SinusoidalPositional
 
@@ -49,7 +54,8 @@ _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
 
 class FeedForward(nn.Module):
-    """Position-wise FFN: the same two-layer MLP applied to every position, (b, t, d) -> (b, t, d).
+    """Position-wise FFN (Vaswani et al. 2017, §3.3, Eq. 2): FFN(x) = W_2 ReLU(W_1 x + b_1) + b_2,
+    the same two-layer MLP applied to every position, (b, t, d) -> (b, t, d).
 
     One MLP for the whole layer, shared by all positions, applied to the d-wide vector after
     the heads were concatenated and mixed by W_O: there is no feed-forward net per head.
@@ -59,7 +65,8 @@ class FeedForward(nn.Module):
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
-        self.linear1, self.linear2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
+        self.linear1 = nn.Linear(d_model, d_ff)                           # W_1: (f, d), b_1: (f,)
+        self.linear2 = nn.Linear(d_ff, d_model)                           # W_2: (d, f), b_2: (d,)
         self.act, self.dropout = _ACTIVATIONS[activation], nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,7 +75,8 @@ class FeedForward(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """Self-attention + FFN, each wrapped in residual + LayerNorm.
+    """Self-attention + FFN, each wrapped in residual + LayerNorm (Vaswani et al. 2017, §3.1:
+    LayerNorm(x + Sublayer(x)); ``norm_first`` puts the norm inside: x + Sublayer(LayerNorm(x))).
 
     Also the block of decoder-only models (GPT): pass ``is_causal=True`` (and a ``cache`` for
     incremental decoding) with ``norm_first=True``.
@@ -93,20 +101,20 @@ class EncoderLayer(nn.Module):
         def attend(z):
             out, w = self.self_attn(z, mask=mask, is_causal=is_causal, need_weights=need_weights,
                                     cache=cache, rotate=rotate)          # (b, t, d), (b, nh, t, t)
-            return self.dropout1(out), w
+            return self.dropout1(out), w                                   # (b, t, d), weights
 
         if self.norm_first:
             a, weights = attend(self.norm1(x))                             # (b, t, d)
-            x = x + a
+            x = x + a                                                      # (b, t, d)
             x = x + self.dropout2(self.ffn(self.norm2(x)))                 # (b, t, d)
         else:
             a, weights = attend(x)                                         # (b, t, d)
-            x = self.norm1(x + a)
+            x = self.norm1(x + a)                                          # (b, t, d)
             x = self.norm2(x + self.dropout2(self.ffn(x)))                 # (b, t, d)
-        return x, weights
+        return x, weights                                                  # (b, t, d), weights
 
     @torch.no_grad()
-    def load_from_torch(self, layer: nn.TransformerEncoderLayer) -> "EncoderLayer":
+    def load_from_torch(self, layer: nn.TransformerEncoderLayer) -> EncoderLayer:
         """Copy the weights of a ``nn.TransformerEncoderLayer(..., batch_first=True)``."""
         self.self_attn.load_from_torch(layer.self_attn)
         _copy_ffn_norms(self, layer, ("norm1", "norm2"))
@@ -114,7 +122,8 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Masked self-attention, cross-attention to the encoder memory, FFN; residual + LayerNorm."""
+    """Masked self-attention, cross-attention to the encoder memory, FFN; residual + LayerNorm
+    (Vaswani et al. 2017, §3.1 "Decoder" and §3.2.3)."""
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.0,
                  activation: str = "relu", norm_first: bool = False, eps: float = 1e-5):
@@ -136,14 +145,12 @@ class DecoderLayer(nn.Module):
         padding) to (b, nh, t, t), combined with the causal mask. Returns ``(x (b, t, d),
         (self_weights (b, nh, t, t), cross_weights (b, nh, t, s)))``, None unless need_weights.
         """
-        if memory.dim() != 3 or memory.shape[-1] != x.shape[-1] or memory.shape[0] != x.shape[0]:
-            raise ValueError(f"memory: expected shape (b={x.shape[0]}, s, d={x.shape[-1]}) to match "
-                             f"the decoder input {tuple(x.shape)}, received {tuple(memory.shape)}")
+        check_shapes([(x, ("b", "t", "d"), "x"), (memory, ("b", "s", "d"), "memory")])
 
         def self_block(z):
             out, w = self.self_attn(z, mask=self_mask, is_causal=is_causal,
                                     need_weights=need_weights, cache=cache)  # (b, t, d), (b, nh, t, t)
-            return self.dropout1(out), w
+            return self.dropout1(out), w                                   # (b, t, d), weights
 
         def cross_block(z):                                                # Q from z, K, V from memory
             out, w = self.cross_attn(z, memory, mask=memory_mask, need_weights=need_weights)
@@ -151,20 +158,20 @@ class DecoderLayer(nn.Module):
 
         if self.norm_first:
             a, w_self = self_block(self.norm1(x))                          # (b, t, d)
-            x = x + a
+            x = x + a                                                      # (b, t, d)
             c, w_cross = cross_block(self.norm2(x))                        # (b, t, d)
-            x = x + c
+            x = x + c                                                      # (b, t, d)
             x = x + self.dropout3(self.ffn(self.norm3(x)))                 # (b, t, d)
         else:
             a, w_self = self_block(x)                                      # (b, t, d)
-            x = self.norm1(x + a)
+            x = self.norm1(x + a)                                          # (b, t, d)
             c, w_cross = cross_block(x)                                    # (b, t, d)
-            x = self.norm2(x + c)
+            x = self.norm2(x + c)                                          # (b, t, d)
             x = self.norm3(x + self.dropout3(self.ffn(x)))                 # (b, t, d)
-        return x, (w_self, w_cross)
+        return x, (w_self, w_cross)                                        # (b, t, d), (self, cross)
 
     @torch.no_grad()
-    def load_from_torch(self, layer: nn.TransformerDecoderLayer) -> "DecoderLayer":
+    def load_from_torch(self, layer: nn.TransformerDecoderLayer) -> DecoderLayer:
         """Copy the weights of a ``nn.TransformerDecoderLayer(..., batch_first=True)``."""
         self.self_attn.load_from_torch(layer.self_attn)
         self.cross_attn.load_from_torch(layer.multihead_attn)
@@ -190,14 +197,14 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff, dropout, activation,
                                                  norm_first) for _ in range(n_layers))
         # pre-norm stacks end with a LayerNorm (the last residual sum is never normalized)
-        self.norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+        self.norm_f = nn.LayerNorm(d_model) if norm_first else nn.Identity()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, need_weights: bool = False):
         weights = []
         for layer in self.layers:
-            x, w = layer(x, mask=mask, need_weights=need_weights)         # (b, s, d)
+            x, w = layer(x, mask=mask, need_weights=need_weights)          # (b, s, d)
             weights.append(w)
-        return self.norm(x), weights                                        # (b, s, d)
+        return self.norm_f(x), weights                                     # (b, s, d)
 
 
 class Decoder(nn.Module):
@@ -209,7 +216,7 @@ class Decoder(nn.Module):
         self.d_model = d_model
         self.layers = nn.ModuleList(DecoderLayer(d_model, n_heads, d_ff, dropout, activation,
                                                  norm_first) for _ in range(n_layers))
-        self.norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+        self.norm_f = nn.LayerNorm(d_model) if norm_first else nn.Identity()
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor | None = None,
                 self_mask: torch.Tensor | None = None, caches: list[KVCache] | None = None,
@@ -229,7 +236,7 @@ class Decoder(nn.Module):
                                          cache=None if caches is None else caches[i])  # (b, t, d)
             self_ws.append(w_self)
             cross_ws.append(w_cross)
-        return self.norm(x), self_ws, cross_ws                              # (b, t, d)
+        return self.norm_f(x), self_ws, cross_ws                           # (b, t, d)
 
 
 # ----------------------------------------------------------------- the encoder-decoder model
@@ -273,7 +280,7 @@ class TransformerConfig:
 class Transformer(nn.Module):
     """Encoder-decoder Transformer (Vaswani et al. 2017): source ids -> target word scores.
 
-    forward(src (b, s), tgt_in (b, t)) -> (logits (b, t, v), weights or None); weights is
+    forward(src (b, s), tgt_in (b, t)) -> (logits (b, t, vocab), weights or None); weights is
     {"encoder", "decoder", "cross"}: lists (one per layer) of (b, nh, s, s), (b, nh, t, t),
     (b, nh, t, s). Embeddings are untied (the paper ties them, §3.4): see the module docstring.
     """
@@ -281,72 +288,62 @@ class Transformer(nn.Module):
     def __init__(self, config: TransformerConfig):
         super().__init__()
         c = self.config = config
-        self.src_embed = nn.Embedding(c.src_vocab_size, c.d_model)         # untied: three separate
-        self.tgt_embed = nn.Embedding(c.tgt_vocab_size, c.d_model)         # token matrices
-        self.pos = SinusoidalPositional(c.d_model, c.max_len)
+        self.src_token_emb = nn.Embedding(c.src_vocab_size, c.d_model)     # untied: three separate
+        self.tgt_token_emb = nn.Embedding(c.tgt_vocab_size, c.d_model)     # token matrices
+        self.pos_emb = SinusoidalPositional(c.d_model, c.max_len)
         self.encoder = Encoder(c.n_encoder_layers, c.d_model, c.n_heads, c.d_ff, c.dropout)
         self.decoder = Decoder(c.n_decoder_layers, c.d_model, c.n_heads, c.d_ff, c.dropout)
         self.vocab_proj = nn.Linear(c.d_model, c.tgt_vocab_size)   # the final Linear
         self.dropout = nn.Dropout(c.dropout)
 
     def embed(self, ids: torch.Tensor, table: nn.Embedding, name: str, offset: int = 0):
-        """(b, t) ids -> (b, t, d): E[ids]·√d + PE[offset : offset + t]."""
-        _check_ids(ids, table.num_embeddings, name)
+        """(b, t) ids -> (b, t, d): E[ids]·√d + PE[offset : offset + t] (§3.4, §3.5)."""
+        check_token_ids(ids, table.num_embeddings, name)
         if offset + ids.shape[1] > self.config.max_len:
             raise ValueError(f"{name}: positions up to {offset + ids.shape[1] - 1} exceed the "
                              f"positional table of max_len={self.config.max_len} (sequence "
                              f"length {ids.shape[1]}); shorten it or raise TransformerConfig.max_len")
         x = table(ids) * math.sqrt(self.config.d_model)                    # (b, t, d)
-        return self.dropout(self.pos(x, offset))                           # (b, t, d)
+        return self.dropout(self.pos_emb(x, offset))                       # (b, t, d)
 
     def encode(self, src: torch.Tensor, need_weights: bool = False):
         """src (b, s) -> memory (b, s, d), source padding mask (b, 1, 1, s), encoder weights."""
         memory_mask = (src != self.config.pad_id)[:, None, None, :]        # (b, 1, 1, s)
-        memory, weights = self.encoder(self.embed(src, self.src_embed, "src"), memory_mask,
-                                       need_weights)                               # (b, s, d)
-        return memory, memory_mask, weights
+        x = self.embed(src, self.src_token_emb, "src")                     # (b, s, d)
+        memory, weights = self.encoder(x, memory_mask, need_weights)       # (b, s, d)
+        return memory, memory_mask, weights                                # (b, s, d), (b, 1, 1, s), list
 
     def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, memory_mask=None,
                caches: list[KVCache] | None = None, need_weights: bool = False):
-        """tgt_in (b, t) -> logits (b, t, v), self weights, cross weights (causal: no peeking).
+        """tgt_in (b, t) -> logits (b, t, vocab), self weights, cross weights (causal: no peeking).
 
         With caches, tgt_in holds only the new positions; their positions continue the cache.
         """
         offset = 0 if caches is None else caches[0].length
-        x = self.embed(tgt_in, self.tgt_embed, "tgt", offset)              # (b, t, d)
+        x = self.embed(tgt_in, self.tgt_token_emb, "tgt", offset)          # (b, t, d)
         x, self_ws, cross_ws = self.decoder(x, memory, memory_mask, caches=caches,
                                             need_weights=need_weights)     # (b, t, d)
-        return self.vocab_proj(x), self_ws, cross_ws                       # (b, t, v)
+        return self.vocab_proj(x), self_ws, cross_ws                       # (b, t, vocab)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, need_weights: bool = False):
-        memory, memory_mask, enc_ws = self.encode(src, need_weights)      # (b, s, d), (b, 1, 1, s)
+        memory, memory_mask, enc_ws = self.encode(src, need_weights)       # (b, s, d), (b, 1, 1, s)
         logits, self_ws, cross_ws = self.decode(tgt_in, memory, memory_mask,
-                                                need_weights=need_weights)  # (b, t, v)
+                                                need_weights=need_weights) # (b, t, vocab)
         weights = {"encoder": enc_ws, "decoder": self_ws, "cross": cross_ws} if need_weights else None
-        return logits, weights
-
-
-def _check_ids(ids: torch.Tensor, high: int, name: str) -> None:
-    if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.dim() != 2:
-        got = (ids.dtype, tuple(ids.shape)) if isinstance(ids, torch.Tensor) else type(ids).__name__
-        raise ValueError(f"{name}: expected a (b, t) tensor of int64 token ids, received {got}")
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= high):
-        raise ValueError(f"{name}: ids must lie in [0, {high}) (the vocabulary), received values "
-                         f"in [{int(ids.min())}, {int(ids.max())}]")
+        return logits, weights                                             # (b, t, vocab), dict or None
 
 
 def teacher_forcing_loss(model: Transformer, src: torch.Tensor, tgt_in: torch.Tensor,
                          tgt_out: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy of predicting tgt_out[i] from the *true* tgt_in[:i+1] (teacher forcing).
 
-    The decoder's causal mask makes all t predictions one parallel pass; -100 = padding.
+    The decoder's causal mask makes all t predictions one parallel pass; IGNORE_INDEX = padding.
+    Label smoothing ε_ls: §5.4 of Vaswani et al. (2017).
     """
-    logits, _ = model(src, tgt_in)                                         # (b, t, v)
-    if logits.shape[:2] != tgt_out.shape:
-        raise ValueError(f"tgt_out: expected shape {tuple(logits.shape[:2])} like tgt_in, "
-                         f"received {tuple(tgt_out.shape)}")
-    return F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=-100,  # (b·t, v)
-                           label_smoothing=label_smoothing)
+    check_shapes([(tgt_in, ("b", "t"), "tgt_in"), (tgt_out, ("b", "t"), "tgt_out")])
+    logits, _ = model(src, tgt_in)                                         # (b, t, vocab)
+    return F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(),        # (b·t, vocab), (b·t,)
+                           ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
 
 
 @dataclass
@@ -377,7 +374,7 @@ def greedy_decode(model: Transformer, src: torch.Tensor, max_new_tokens: int | N
     cross = []
     for _ in range(max_new_tokens):
         logits, _, cross_ws = model.decode(ys[:, -1:] if use_cache else ys, memory, memory_mask,
-                                           caches, need_weights)          # (b, 1 or i+1, v)
+                                           caches, need_weights)           # (b, 1 or i+1, vocab)
         next_id = logits[:, -1].argmax(-1).masked_fill(done, c.pad_id)     # (b,)
         ys = torch.cat([ys, next_id[:, None]], dim=1)                      # (b, i+2)
         if need_weights:
@@ -410,9 +407,10 @@ def beam_search(model: Transformer, src: torch.Tensor, beam_size: int = 4,
     for _ in range(max_new_tokens):
         ys = torch.tensor([seq for seq, _ in beams], device=src.device)    # (k, i+1)
         k = ys.shape[0]
-        logits, _, _ = model.decode(ys, memory.expand(k, -1, -1), memory_mask.expand(k, -1, -1, -1))
-        logp = logits[:, -1].log_softmax(-1).cpu()                         # (k, v) next word
-        scores = torch.tensor([s for _, s in beams])[:, None] + logp        # (k, v) whole prefix
+        logits, _, _ = model.decode(ys, memory.expand(k, -1, -1),
+                                    memory_mask.expand(k, -1, -1, -1))     # (k, i+1, vocab)
+        logp = logits[:, -1].log_softmax(-1).cpu()                         # (k, vocab) next word
+        scores = torch.tensor([s for _, s in beams])[:, None] + logp       # (k, vocab) whole prefix
         top = scores.flatten().topk(beam_size)                             # best (prefix, word) pairs
         beams = []
         for score, index in zip(top.values.tolist(), top.indices.tolist()):

@@ -6,8 +6,10 @@ import torch
 from torch import nn
 
 from course_lib.checks import transformer as checks
-from course_lib.data.translation import TranslationData, exact_match, sample_pairs, translate
-from course_lib.training import data_dir, load_checkpoint, train
+from course_lib import IGNORE_INDEX
+from course_lib.data.translation import TranslationData, sample_pairs, translate
+from course_lib.experiments.transformer import exact_match, load_translation_model
+from course_lib.training import train
 from course_lib.transformer import (Decoder, DecoderLayer, Encoder, EncoderLayer, Transformer,
                                     TransformerConfig, beam_search, greedy_decode,
                                     teacher_forcing_loss)
@@ -171,19 +173,21 @@ def test_short_training_learns_translation():
                    optimizer=torch.optim.Adam(model.parameters(), lr=5e-3, betas=(0.9, 0.98)))
     with torch.no_grad():
         logits, _ = model(test[0], test[1])
-    keep = test[2] != -100
+    keep = test[2] != IGNORE_INDEX
     token_acc = (logits.argmax(-1)[keep] == test[2][keep]).float().mean().item()
     assert result.final_loss < result.losses[0] / 3 and token_acc > 0.6
 
 
 def test_shipped_checkpoint_translates_held_out_sentences():
     data = TranslationData()
-    model = Transformer(TransformerConfig(data.source.vocab_size, data.target.vocab_size,
-                                          max_len=16))
-    meta = load_checkpoint(model, data_dir() / "translation_transformer.safetensors")
-    score, predictions = exact_match(model, data, sample_pairs(1000, "test", seed=0, distinct=True))
+    model, meta = load_translation_model()
+    task = meta["config"]["task"]
+    held_out = sample_pairs(task["held_out_sentences"], "test", seed=task["held_out_seed"], distinct=True)
+    score, predictions = exact_match(model, data, held_out)
     assert score >= 0.95 and abs(score - meta["metrics"]["exact_match"]) < 1e-6
-    assert meta["metrics"]["train_cpu_s"] > 0 and meta["metrics"]["threads"] == 1  # quoted by 03
+    assert set(meta["metrics"]) == {"exact_match", "final_loss", "train_cpu_s", "train_wall_s"}
+    assert meta["metrics"]["train_cpu_s"] > 0 and meta["config"]["train"]["threads"] == 1  # quoted by 03
+    assert meta["config"]["train"]["command"] == "python tools/train_translation.py"
     assert predictions[0].split()[-1] in translate(sample_pairs(1, "test")[0].source).target.split()
 
 
@@ -208,9 +212,9 @@ def test_sequence_longer_than_positional_table_raises():
 
 def test_bad_ids_config_and_unknown_words_raise():
     model = tiny_model()
-    with pytest.raises(ValueError, match=r"ids must lie in \[0, 20\)"):
+    with pytest.raises(ValueError, match=r"src: expected token ids in \[0, 20\)"):
         model(torch.full((1, 3), 25), random_src(1, 3, high=24))
-    with pytest.raises(ValueError, match="int64 token ids"):
+    with pytest.raises(ValueError, match="src: expected integer token ids"):
         model(torch.randn(1, 3), random_src(1, 3, high=24))
     with pytest.raises(ValueError, match="divisible by n_heads"):
         TransformerConfig(10, 10, d_model=30, n_heads=4)
@@ -236,12 +240,18 @@ def test_checkers_pass_reference_and_report_todo(check, reference):
 
 
 def test_checkers_explain_wrong_answers():
-    only_causal = lambda lengths, t: torch.ones(len(lengths), 1, t, t, dtype=torch.bool).tril()
+    def only_causal(lengths, t):
+        return torch.ones(len(lengths), 1, t, t, dtype=torch.bool).tril()
+
+    def no_residual(x, layer, mask):
+        return layer.norm2(layer.ffn(layer.norm1(layer.self_attn(x, mask=mask)[0])))
+
+    def first_position(model, src, prefix):
+        return model(src, prefix)[0][:, 0].argmax(-1)
+
     result = checks.check_decoder_mask(only_causal)
     assert result.status == "failed" and "entries differ" in result.message
-    no_residual = lambda x, layer, mask: layer.norm2(layer.ffn(layer.norm1(layer.self_attn(x, mask=mask)[0])))
     assert "max abs diff" in checks.check_encoder_layer(no_residual).message
-    first_position = lambda model, src, prefix: model(src, prefix)[0][:, 0].argmax(-1)
     assert checks.check_greedy_step(first_position).status == "failed"
 
 

@@ -4,7 +4,8 @@ import random
 import pytest
 import torch
 
-from course_lib.data.translation import (ADJECTIVES, IGNORE, LEXICON, NOUNS, VERBS, TranslationData,
+from course_lib import IGNORE_INDEX
+from course_lib.data.translation import (ADJECTIVES, LEXICON, NOUNS, VERBS, TranslationData,
                                          _random_sentence, is_held_out, sample_pairs, translate)
 
 
@@ -54,7 +55,7 @@ def test_batch_layout_teacher_forcing_shift_and_padding():
     assert (src[0, 5:] == data.pad_id).all() and (tgt_in[:, 0] == data.bos_id).all()
     words = tgt_out[:, :-1] > data.eos_id                     # shifted by one: tgt_in[i+1] = tgt_out[i]
     assert torch.equal(tgt_in[:, 1:][words], tgt_out[:, :-1][words])
-    assert tgt_out[0, 5] == data.eos_id and (tgt_out[0, 6:] == IGNORE).all()
+    assert tgt_out[0, 5] == data.eos_id and (tgt_out[0, 6:] == IGNORE_INDEX).all()
     assert data.decode_target(tgt_out.clamp_min(0)) == [p.target for p in pairs]
     assert data.source.decode(src[1]) == pairs[1].source
 

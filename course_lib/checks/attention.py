@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from course_lib.attention import attention_naive, causal_mask, split_heads
+from course_lib.attention import attention_naive, causal_mask, padding_mask, split_heads
 from course_lib.checks import CheckResult, run_check
 
 __all__ = ["check_causal_mask", "check_single_head_attention", "check_split_heads",
@@ -39,6 +39,5 @@ def check_split_heads(fn) -> CheckResult:
 
 def check_padding_mask(fn) -> CheckResult:
     """fn(lengths, s) -> bool (b, 1, 1, s), True on the first lengths[i] keys of sequence i."""
-    from course_lib.attention import padding_mask
     cases = [(torch.tensor([3, 1]), 4), (torch.tensor([5]), 5), (torch.tensor([2, 4, 1]), 6)]
     return run_check("padding_mask", fn, padding_mask, cases)

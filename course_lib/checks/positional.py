@@ -6,6 +6,7 @@ import torch
 from course_lib.checks import CheckResult, run_check
 from course_lib.positional import (rope_angles, rotate_pairs, sinusoidal_shift_matrix,
                                    sinusoidal_table)
+from course_lib.viz.positional import rope_scores
 
 __all__ = ["check_sinusoidal_table", "check_shift_matrix", "check_rope_angles",
            "check_rotate_pairs", "check_diagonal_spread", "diagonal_spread"]
@@ -56,8 +57,6 @@ def diagonal_spread(scores: torch.Tensor) -> torch.Tensor:
 
 def check_diagonal_spread(fn) -> CheckResult:
     """fn(scores (t, s)) -> scalar tensor: the largest (max − min) along any diagonal m − n = c."""
-    from course_lib.viz.positional import rope_scores
-
     g = torch.Generator().manual_seed(4)
     toeplitz = torch.arange(6)[:, None] - torch.arange(6)[None, :]        # depends on m − n only
     cases = [(torch.randn(5, 5, generator=g),), (toeplitz.float() ** 2,),

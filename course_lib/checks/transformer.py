@@ -40,13 +40,14 @@ def _encoder_cases():
 
 
 def check_encoder_layer(fn) -> CheckResult:
-    """fn(x (b, t, d), layer: EncoderLayer, mask) -> (b, t, d), using layer.self_attn, .ffn, .norm1, .norm2."""
+    """fn(x (b, t, d), layer: EncoderLayer, mask) -> (b, t, d), using layer.self_attn, .ffn,
+    .norm1, .norm2."""
     return _run_indexed("encoder_layer", fn, reference_encoder_layer, _encoder_cases())
 
 
 def reference_greedy_step(model: Transformer, src: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
     """(b,) the most probable next target word: argmax of the logits at the last position."""
-    logits, _ = model(src, prefix)                                     # (b, t, v)
+    logits, _ = model(src, prefix)                                     # (b, t, vocab)
     return logits[:, -1].argmax(-1)
 
 

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 import torch
 
+from course_lib.common import IGNORE_INDEX, right_pad
 from course_lib.data.tokenizer import WordTokenizer
 
 __all__ = ["Pair", "LEXICON", "translate", "sample_pairs", "is_held_out", "TranslationData",
-           "source_words", "target_words", "exact_match", "IGNORE"]
+           "source_words", "target_words"]
 
-IGNORE = -100
 DETERMINERS = {"the": "ta", "a": "na"}
 ADJECTIVES = {"big": "granda", "small": "eta", "red": "ruga", "old": "olda", "happy": "gaja",
               "quiet": "kvieta", "green": "verda", "fast": "rapida"}
@@ -151,7 +151,7 @@ class TranslationData:
     """Tokenizers of both languages and batching: pairs -> padded id tensors.
 
     ``batch(pairs)`` returns src (b, s), tgt_in (b, t) = [BOS] y_1 … y_n, and
-    tgt_out (b, t) = y_1 … y_n [EOS] with IGNORE (-100) on padding: teacher forcing feeds
+    tgt_out (b, t) = y_1 … y_n [EOS] with IGNORE_INDEX (-100) on padding: teacher forcing feeds
     tgt_in and scores tgt_out, shifted by one position.
     """
 
@@ -166,15 +166,15 @@ class TranslationData:
         for sentence in sentences:
             _check_words(sentence.lower().split())
             rows.append(self.source.encode(sentence))
-        return _pad(rows, self.pad_id)
+        return right_pad(rows, self.pad_id)                                  # (b, s)
 
     def batch(self, pairs: list[Pair]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not pairs:
             raise ValueError("batch: expected at least one pair, received none")
         src = self.encode_source([p.source for p in pairs])                 # (b, s)
         ys = [self.target.encode(p.target) for p in pairs]
-        tgt_in = _pad([[self.bos_id] + y for y in ys], self.pad_id)         # (b, t)
-        tgt_out = _pad([y + [self.eos_id] for y in ys], IGNORE)             # (b, t)
+        tgt_in = right_pad([[self.bos_id] + y for y in ys], self.pad_id)    # (b, t)
+        tgt_out = right_pad([y + [self.eos_id] for y in ys], IGNORE_INDEX)  # (b, t)
         return src, tgt_in, tgt_out
 
     def decode_target(self, ids: torch.Tensor) -> list[str]:
@@ -184,20 +184,3 @@ class TranslationData:
             row = row[:row.index(self.eos_id)] if self.eos_id in row else row
             out.append(self.target.decode(row, skip_special=True))
         return out
-
-
-def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
-    width = max(len(r) for r in rows)
-    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
-
-
-def exact_match(model, data: TranslationData, pairs: list[Pair], batch_size: int = 500):
-    """Greedy-decode every source sentence; return (fraction translated exactly, predictions)."""
-    from course_lib.transformer import greedy_decode
-
-    predictions = []
-    for i in range(0, len(pairs), batch_size):
-        src = data.encode_source([p.source for p in pairs[i:i + batch_size]])
-        predictions += data.decode_target(greedy_decode(model, src).tokens)
-    hits = sum(p == pair.target for p, pair in zip(predictions, pairs))
-    return hits / len(pairs), predictions

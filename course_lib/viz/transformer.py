@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 
+from course_lib.transformer import greedy_decode
 from course_lib.viz import Explorer, plot_attention, to_numpy
-from course_lib.viz.bertviz import prepare_attention
+from course_lib.viz.bertviz import bertviz_view, prepare_attention, show
 
 __all__ = ["plot_alignment", "decoding_explorer", "encoder_decoder_view", "translate_with_weights"]
 
@@ -44,8 +45,6 @@ def translate_with_weights(model, data, sentence: str) -> dict:
     Returns {"src_tokens", "out_tokens" (generated words + [EOS]), "cross" (layers, nh, n, s),
     "encoder" (layers, nh, s, s), "decoder" (layers, nh, n, n), "dec_tokens" ([BOS] + words)}.
     """
-    from course_lib.transformer import greedy_decode
-
     src = data.encode_source([sentence])                                   # (1, s)
     out = greedy_decode(model, src).tokens[0]                              # (n,)
     keep = int((out != data.pad_id).sum())
@@ -53,10 +52,10 @@ def translate_with_weights(model, data, sentence: str) -> dict:
     tgt_in = torch.cat([torch.tensor([data.bos_id]), out[:-1]])[None]     # (1, n) teacher forcing
     with torch.no_grad():
         _, w = model(src, tgt_in, need_weights=True)
-    stack = lambda ws: torch.stack([x[0] for x in ws])                    # (layers, nh, ., .)
+    maps = {name: torch.stack([x[0] for x in w[name]])                   # (layers, nh, ., .)
+            for name in ("cross", "encoder", "decoder")}
     return {"src_tokens": data.source.tokens(src[0]), "out_tokens": data.target.tokens(out),
-            "dec_tokens": data.target.tokens(tgt_in[0]), "cross": stack(w["cross"]),
-            "encoder": stack(w["encoder"]), "decoder": stack(w["decoder"])}
+            "dec_tokens": data.target.tokens(tgt_in[0]), **maps}
 
 
 def decoding_explorer(model, data, sentences: list[str], golds: list | None = None) -> Explorer:
@@ -109,8 +108,6 @@ def decoding_explorer(model, data, sentences: list[str], golds: list | None = No
 
 def encoder_decoder_view(run: dict, layers: list[int] | None = None, decimals: int = 3):
     """bertviz head view with Encoder / Decoder / Cross tabs, from ``translate_with_weights``."""
-    from course_lib.viz.bertviz import bertviz_view, show
-
     head_view = bertviz_view("head_view")
     if head_view is None:
         return

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import setup
+from course_lib import IGNORE_INDEX, setup
 from course_lib.attention import (MultiHeadAttention, attention, attention_naive, causal_mask,
                                   merge_heads, padding_mask, split_heads)
 from course_lib.checks.attention import (check_causal_mask, check_padding_mask,
@@ -52,7 +52,9 @@ device = setup(seed=0)
 # the value of the one key that matches. Attention instead scores *every* key against the query,
 # turns the scores into weights that sum to one, and returns the weighted **sum of the values**:
 #
-# $$ \text{score}_j = q \cdot k_j, \qquad \alpha_j = \frac{e^{\text{score}_j}}{\sum_{j'} e^{\text{score}_{j'}}}, \qquad \text{output} = \sum_j \alpha_j v_j .$$
+# $$ \text{score}_j = q \cdot k_j, \qquad
+#    \alpha_j = \frac{e^{\text{score}_j}}{\sum_{j'} e^{\text{score}_{j'}}}, \qquad
+#    \text{output} = \sum_j \alpha_j v_j .$$
 
 # %%
 # features per restaurant: [is near me, open at 9 pm, serves pizza]
@@ -78,7 +80,8 @@ print(f"soft answer: {answer:.3f}   (hard lookup of the best key: {values[scores
 # lets a network *learn* what to ask for. In a network the queries, keys and values are not
 # hand-written: they are linear projections of the token vectors $X \in \mathbb{R}^{t \times d}$,
 #
-# $$ Q = X W_Q, \qquad K = X W_K, \qquad V = X W_V, \qquad W_Q, W_K \in \mathbb{R}^{d \times d_k},\ W_V \in \mathbb{R}^{d \times d_v}. $$
+# $$ Q = X W_Q, \qquad K = X W_K, \qquad V = X W_V, \qquad
+#    W_Q, W_K \in \mathbb{R}^{d \times d_k},\ W_V \in \mathbb{R}^{d \times d_v}. $$
 #
 # ### Score functions
 # The dot product $q \cdot k$ is one choice. Others from the literature: **additive** (Bahdanau)
@@ -395,33 +398,35 @@ explorer
 
 # %%
 N_PAIRS, N_KEYS, N_VALUES = 8, 16, 16
-VOCAB = N_KEYS + N_VALUES + 1                   # keys, values, the query marker
+VOCAB_SIZE = N_KEYS + N_VALUES + 1              # keys, values, the query marker
 SEQ_LEN = 2 * N_PAIRS + 2
 
 
 class RecallModel(nn.Module):
-    """Embeddings -> 2 causal attention layers (residual, pre-norm) -> FFN -> logits (b, t, v)."""
+    """Embeddings -> 2 causal attention layers (residual, pre-norm) -> FFN -> logits (b, t, vocab)."""
 
-    def __init__(self, vocab: int, seq_len: int, d_model: int = 64, n_heads: int = 4, layers: int = 2):
+    def __init__(self, vocab_size: int, max_len: int, d_model: int = 64, n_heads: int = 4,
+                 n_layers: int = 2):
         super().__init__()
-        self.embed, self.pos = nn.Embedding(vocab, d_model), nn.Embedding(seq_len, d_model)
-        self.attn = nn.ModuleList(MultiHeadAttention(d_model, n_heads) for _ in range(layers))
-        self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(layers))
+        self.token_emb = nn.Embedding(vocab_size, d_model)
+        self.pos_emb = nn.Embedding(max_len, d_model)
+        self.attn = nn.ModuleList(MultiHeadAttention(d_model, n_heads) for _ in range(n_layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n_layers))
         self.ffn = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, 4 * d_model), nn.GELU(),
                                  nn.Linear(4 * d_model, d_model))
-        self.head = nn.Linear(d_model, vocab)
+        self.head = nn.Linear(d_model, vocab_size)
 
     def forward(self, tokens, need_weights=False):
-        z = self.embed(tokens) + self.pos(torch.arange(tokens.shape[1]))     # (b, t, d)
+        z = self.token_emb(tokens) + self.pos_emb(torch.arange(tokens.shape[1]))  # (b, t, d)
         maps = []
         for attn, norm in zip(self.attn, self.norms):
-            out, w = attn(norm(z), is_causal=True, need_weights=need_weights)
+            out, w = attn(norm(z), is_causal=True, need_weights=need_weights)  # (b, t, d)
             z, maps = z + out, maps + [w]
-        return self.head(z + self.ffn(z)), maps                              # (b, t, v)
+        return self.head(z + self.ffn(z)), maps                              # (b, t, vocab)
 
 
 torch.manual_seed(0)
-model = RecallModel(VOCAB, SEQ_LEN)
+model = RecallModel(VOCAB_SIZE, SEQ_LEN)
 gen = torch.Generator().manual_seed(0)
 x_test, y_test = associative_recall(2000, N_PAIRS, N_KEYS, N_VALUES, seed=123)  # held out
 
@@ -432,7 +437,7 @@ def get_batch(step):
 
 def loss_fn(model, x, y):
     logits, _ = model(x)
-    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
 
 
 result = train(model, get_batch, loss_fn, steps=500, lr=3e-3, warmup=50, desc="recall")
@@ -454,7 +459,7 @@ with torch.no_grad():
 
 def token_name(i):
     i = int(i)
-    return f"k{i}" if i < N_KEYS else ("?" if i == VOCAB - 1 else f"v{i - N_KEYS}")
+    return f"k{i}" if i < N_KEYS else ("?" if i == VOCAB_SIZE - 1 else f"v{i - N_KEYS}")
 
 
 labels = [token_name(i) for i in x_one[0]]

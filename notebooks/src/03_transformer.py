@@ -38,9 +38,10 @@ from torch import nn
 from course_lib import setup
 from course_lib.attention import causal_mask
 from course_lib.checks.transformer import check_decoder_mask, check_encoder_layer, check_greedy_step
-from course_lib.data.translation import TranslationData, exact_match, sample_pairs, translate
-from course_lib.training import data_dir, load_checkpoint, lr_schedule, train
+from course_lib.data.translation import TranslationData, sample_pairs, translate
+from course_lib.experiments.transformer import exact_match, load_translation_model
 from course_lib.source import show_source
+from course_lib.training import lr_schedule, train
 from course_lib.transformer import (DecoderLayer, Encoder, EncoderLayer, FeedForward, Transformer,
                                     TransformerConfig, beam_search, greedy_decode,
                                     teacher_forcing_loss)
@@ -147,8 +148,10 @@ print("FFN: one MLP for all positions, weights", tuple(encoder_layer.ffn.linear1
 # encoder output $M$ (the "memory"):
 #
 # $$ \begin{aligned}
-#  A &= \text{LayerNorm}\big(Y + \text{MultiHead}(Y, Y, Y;\ \text{causal mask})\big) && \text{masked self-attention}\\
-#  C &= \text{LayerNorm}\big(A + \text{MultiHead}(A, M, M)\big) && \text{cross-attention: } Q \text{ from the decoder, } K, V \text{ from the encoder}\\
+#  A &= \text{LayerNorm}\big(Y + \text{MultiHead}(Y, Y, Y;\ \text{causal mask})\big)
+#    && \text{masked self-attention}\\
+#  C &= \text{LayerNorm}\big(A + \text{MultiHead}(A, M, M)\big)
+#    && \text{cross-attention: } Q \text{ from the decoder, } K, V \text{ from the encoder}\\
 #  \text{out} &= \text{LayerNorm}\big(C + \text{FFN}(C)\big)
 # \end{aligned} $$
 #
@@ -171,7 +174,7 @@ torch_decoder_layer = nn.TransformerDecoderLayer(d_model, n_heads, d_ff, dropout
                                                  batch_first=True).eval()
 decoder_layer = DecoderLayer(d_model, n_heads, d_ff).load_from_torch(torch_decoder_layer).eval()
 y = torch.randn(2, 5, d_model)                                     # (b, t, d) target so far
-memory = torch.randn(2, 6, d_model)                                # (b, s, d) stands in for the encoder output
+memory = torch.randn(2, 6, d_model)                    # (b, s, d) stands in for the encoder output
 tgt_keep = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])    # (b, t)
 with torch.no_grad():
     ours, (w_self, w_cross) = decoder_layer(y, memory, memory_mask=keep[:, None, None, :],
@@ -195,13 +198,14 @@ print("DecoderLayer == nn.TransformerDecoderLayer; self-attention", tuple(w_self
 #   (attention alone ignores order, and here order is the whole point). **A deviation from the
 #   paper:** Vaswani et al. share one weight matrix between the source embedding, the target
 #   embedding and the final Linear (Vaswani et al., 2017, §3.4), over one joint BPE vocabulary.
-#   Ours are *untied*: `src_embed`, `tgt_embed` and `vocab_proj` are three separate matrices,
+#   Ours are *untied*: `src_token_emb`, `tgt_token_emb` and `vocab_proj` are three separate matrices,
 #   since our two languages have separate vocabularies (the cell below prints what tying the
 #   target side would save);
 # - **output**: a final Linear layer maps each decoder output vector $o_i$ to one score per target
 #   word, softmax turns the scores into probabilities, and argmax picks an **index**:
 #
-# $$ p(y_i \mid y_{<i}, x) = \text{softmax}(W_{out} o_i + b_{out}), \qquad \hat y_i = \arg\max_w\ p(w \mid y_{<i}, x). $$
+# $$ p(y_i \mid y_{<i}, x) = \text{softmax}(W_{out} o_i + b_{out}), \qquad
+#    \hat y_i = \arg\max_w\ p(w \mid y_{<i}, x). $$
 #
 # `embed` is the input side, `decode` ends in the final Linear (`vocab_proj`, the scores
 # before the softmax):
@@ -232,13 +236,13 @@ config = TransformerConfig(data.source.vocab_size, data.target.vocab_size, d_mod
 torch.manual_seed(0)
 model = Transformer(config)
 print(config)
-print(f"{sum(p.numel() for p in model.parameters()):,} parameters; tying tgt_embed to the final "
-      f"Linear (as the paper does) would save {model.tgt_embed.weight.numel():,}")
+print(f"{sum(p.numel() for p in model.parameters()):,} parameters; tying tgt_token_emb to the final "
+      f"Linear (as the paper does) would save {model.tgt_token_emb.weight.numel():,}")
 
 src, tgt_in, tgt_out = data.batch([example])                       # (1, s), (1, t), (1, t)
 with torch.no_grad():
-    logits, _ = model(src, tgt_in)                                 # (1, t, v): one score per word
-probs = logits.softmax(-1)                                         # (1, t, v)
+    logits, _ = model(src, tgt_in)                                 # (1, t, vocab): one score per word
+probs = logits.softmax(-1)                                         # (1, t, vocab)
 torch.testing.assert_close(probs.sum(-1), torch.ones(1, tgt_in.shape[1]))
 top = probs[0, 0].topk(3)
 print("untrained model, first word:",
@@ -314,14 +318,14 @@ print(f"loss: step 1 {brief.losses[0]:.2f} -> step 40 below 1.5 "
 # and the order are right.
 
 # %%
-trained = Transformer(config)
-meta = load_checkpoint(trained, data_dir() / "translation_transformer.safetensors")
-trained.eval()
+trained, meta = load_translation_model()
+assert meta["config"]["model"] == config.to_dict()                 # the model built above
 held_out = sample_pairs(1000, "test", seed=0, distinct=True)
 score, predictions = exact_match(trained, data, held_out)
-m = meta["metrics"]
-print(f"shipped checkpoint: {meta['config']['recipe']}")
-print(f"the script trained it in {m['train_cpu_s']} s of CPU time on {m['threads']} thread "
+m, recipe = meta["metrics"], meta["config"]["train"]
+print(f"shipped checkpoint: {recipe['command']}: {recipe['steps']} steps, batch "
+      f"{recipe['batch_size']}, lr {recipe['lr']}, warm-up {recipe['warmup']}, seed {recipe['seed']}")
+print(f"the script trained it in {m['train_cpu_s']} s of CPU time on {recipe['threads']} thread "
       f"({m['train_wall_s']} s wall clock) and measured {m['exact_match']:.1%} exact match")
 print(f"held-out exact match: {score:.1%} of {len(held_out)} sentences never seen in training")
 assert score >= 0.95 and abs(score - m["exact_match"]) < 1e-6
@@ -351,7 +355,7 @@ memory, memory_mask, _ = trained.encode(src)                       # (1, s, d), 
 prefix = torch.tensor([[data.bos_id]])
 with torch.no_grad():
     for step in range(len(sentence.split()) + 1):
-        logits, _, _ = trained.decode(prefix, memory, memory_mask)  # (1, i+1, v)
+        logits, _, _ = trained.decode(prefix, memory, memory_mask)  # (1, i+1, vocab)
         p = logits[0, -1].softmax(-1)                               # (v,) next-word distribution
         index = int(p.argmax())
         print(f"step {step:2d}: index {index:2d} -> {data.target.id_to_token[index]:10s} p={p[index]:.2f}")
@@ -405,7 +409,7 @@ for pair in wrong:
         continue
     _, tgt_in, tgt_out = data.batch([pair])
     with torch.no_grad():
-        logp = trained(src, tgt_in)[0].log_softmax(-1)             # (1, t, v)
+        logp = trained(src, tgt_in)[0].log_softmax(-1)             # (1, t, vocab)
     true_score = logp.gather(-1, tgt_out[..., None]).sum().item()  # log p(true translation)
     gaps.append(beam_score - true_score)                           # > 0: model prefers its output
 closest = min(abs(gap) for gap in gaps)
