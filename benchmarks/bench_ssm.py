@@ -56,7 +56,8 @@ def bench_length(length: int) -> list[dict]:
          "reference": "F.conv1d (direct)", "reference_s": median_time(lambda: conv1d_direct(x, K), slow)},
         {"name": f"ssm L={length}", "ours": "ssm_kernel + fft_conv",
          "ours_s": median_time(lambda: fft_conv(x, ssm_kernel(A_bar, B_bar, C, length)), 21),
-         "reference": "ssm_recurrence", "reference_s": median_time(lambda: ssm_recurrence(A_bar, B_bar, C, x), slow)},
+         "reference": "ssm_recurrence",
+         "reference_s": median_time(lambda: ssm_recurrence(A_bar, B_bar, C, x), slow)},
     ]
     return rows
 

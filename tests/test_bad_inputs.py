@@ -74,6 +74,13 @@ def _gpt_long(cls):
     return model(torch.zeros(1, 6, dtype=torch.long))
 
 
+def _ssm_classifier(cls):
+    from course_lib.experiments.ssm import SSMConfig
+
+    model = cls(SSMConfig(vocab_size=16, n_classes=4, d_model=8, d_state=4, n_layers=1))
+    return model(torch.tensor([[0, 16]]))
+
+
 def _tokenizer(fn):
     return fn().encode("tom met a dragon zzzq")
 
@@ -240,7 +247,7 @@ CASES = [
     Case("discretize_zoh delta", "course_lib.ssm", "discretize_zoh",
          lambda f: f(-torch.eye(2), torch.ones(2, 1), -0.1), r"delta must be > 0.*-0.1"),
     Case("discretize_zoh A square", "course_lib.ssm", "discretize_zoh",
-         lambda f: f(T(2, 3), T(2, 1), 0.1), r"A must be square \(n, n\), received \(2, 3\)"),
+         lambda f: f(T(2, 3), T(2, 1), 0.1), r"A: expected shape \(n, n\).*received \(2, 3\)"),
     Case("causal_conv kernel longer", "course_lib.ssm", "causal_conv",
          lambda f: f(T(1, 4), T(6)), r"kernel K \(\.\.\., 6\) is longer than the input"),
     Case("ssm_kernel length", "course_lib.ssm", "ssm_kernel",
@@ -248,8 +255,16 @@ CASES = [
          r"length must be a positive int, received 0"),
     Case("init_ssm kind", "course_lib.s4", "init_ssm", lambda f: f("legt2", 4),
          r"kind must be one of .*received 'legt2'"),
-    Case("long_range_batch span", "course_lib.s4", "long_range_batch",
+    Case("long_range_batch span", "course_lib.data.synthetic", "long_range_batch",
          lambda f: f(2, 16, span=40), r"1 <= span <= length=16, received 40"),
+    Case("discretize_euler delta", "course_lib.ssm", "discretize_euler",
+         lambda f: f(-torch.eye(2), torch.ones(2, 1), torch.tensor([0.1, 0.2])), r"scalar delta"),
+    Case("SSMLayer input", "course_lib.s4", "SSMLayer",
+         lambda f: f(4, 2)(T(1, 8, 3)), r"x: expected shape \(b, l, 4\).*received \(1, 8, 3\)"),
+    Case("SSMClassifier token id", "course_lib.experiments.ssm", "SSMClassifier",
+         _ssm_classifier, r"\[0, 16\).*max 16"),
+    Case("discretization_errors delta", "course_lib.experiments.ssm", "discretization_errors",
+         lambda f: f(-torch.eye(2), torch.ones(2, 1), torch.ones(2), [0.3]), r"divide 1.*0.3"),
     # scan / mamba (07)
     Case("scan shapes differ", "course_lib.scan", "scan_sequential",
          lambda f: f(T(1, 4, 2), T(1, 5, 2)), r"same shape \(b, l, \.\.\.\), received"),

@@ -1,5 +1,6 @@
-"""Tests of course_lib.ssm and course_lib.s4 (notebook 06): discretization, the three ways to run
-an SSM, HiPPO memory, the S4D kernel, the SSM layer, checkers, explorer and bad input."""
+"""Tests of course_lib.ssm, course_lib.s4 and course_lib.experiments.ssm (notebook 06):
+discretization (and its convergence to the ODE), the three ways to run an SSM, HiPPO memory, the
+S4D kernel, the SSM layer and classifier, the shipped checkpoints, checkers, explorer, bad input."""
 from __future__ import annotations
 
 import math
@@ -8,10 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.s4 import (DenseSSM, SSMClassifier, SSMConfig, SSMLayer, fit_kernel, hippo_legs,
-                           init_ssm, legs_memory, legs_reconstruct, long_range_batch, s4d_kernel,
+from course_lib.data.synthetic import long_range_batch
+from course_lib.experiments.ssm import (DenseSSM, SSMClassifier, SSMConfig, discretization_errors,
+                                        fit_kernel, load_dense_sweep, load_ssm_classifier,
+                                        rk4_states)
+from course_lib.s4 import (SSMLayer, hippo_legs, init_ssm, legs_memory, legs_reconstruct, s4d_kernel,
                            s4d_lin_init)
-from course_lib.ssm import (causal_conv, discretize_bilinear, discretize_zoh,
+from course_lib.ssm import (causal_conv, discretize_bilinear, discretize_euler, discretize_zoh,
                             discretize_zoh_diag, fft_conv, ssm_kernel, ssm_kernel_powers,
                             ssm_recurrence)
 
@@ -76,7 +80,8 @@ def test_zoh_diag_matches_dense_and_broadcasts():
         torch.testing.assert_close(A_bar[c], torch.diagonal(Ad))
         torch.testing.assert_close(B_bar[c], Bd)
     # Mamba's shapes: A (d, n), B (b, l, 1, n), delta (b, l, d) -> (b, l, d, n)
-    Ab, Bb = discretize_zoh_diag(A.real, torch.randn(2, 3, 1, 4, dtype=F64), torch.rand(2, 3, 6, dtype=F64) + 0.1)
+    Ab, Bb = discretize_zoh_diag(A.real, torch.randn(2, 3, 1, 4, dtype=F64),
+                                 torch.rand(2, 3, 6, dtype=F64) + 0.1)
     assert Ab.shape == Bb.shape == (2, 3, 6, 4)
 
 
@@ -209,7 +214,8 @@ def test_fit_kernel_stops_when_the_kernel_overflows():
 
 def test_dense_ssm_and_fit_kernel_bad_input():
     A, B, C = stable_ssm(3)
-    with pytest.raises(ValueError, match=r"B must be \(n, m\) with n = 3"):
+    with pytest.raises(ValueError, match=r"DenseSSM: B: expected shape \(n, 1\) = \(n=3, 1\), "
+                                         r"received \(4, 1\)"):
         DenseSSM(A, torch.ones(4, 1, dtype=F64), C)
     with pytest.raises(ValueError, match="delta must be > 0"):
         DenseSSM(A, B, C, delta=0.0)
@@ -263,6 +269,39 @@ def test_ssm_classifier_learns_short_long_range_task(one_thread):
     assert acc > 0.9, acc
 
 
+def test_classifier_rejects_bad_tokens():
+    model = SSMClassifier(SSMConfig(vocab_size=8, n_classes=4, d_model=8, d_state=4, n_layers=1))
+    with pytest.raises(ValueError, match=r"tokens: expected token ids in \[0, 8\), received min 0, max 9"):
+        model(torch.tensor([[0, 9]]))
+    with pytest.raises(ValueError, match=r"tokens: expected integer token ids"):
+        model(torch.zeros(1, 4))
+    assert [n for n, _ in model.named_children()] == ["token_emb", "layers", "norm_f", "head"]
+
+
+@pytest.mark.parametrize("name,accuracy", [("ssm_long", 1.0), ("ssm_local", 0.0938)])
+def test_shipped_classifiers_load_with_the_one_schema(name, accuracy):
+    model, meta = load_ssm_classifier(name)
+    assert set(meta["config"]) == {"model", "task", "train"}
+    assert meta["config"]["train"]["command"] == "python tools/train_ssm.py"
+    assert meta["metrics"]["test_accuracy"] == accuracy
+    assert {"train_cpu_s", "train_wall_s"} <= set(meta["metrics"])
+    assert model.config.window == (None if name == "ssm_long" else 64)
+    task = meta["config"]["task"]
+    tokens, labels = long_range_batch(32, task["length"], task["n_classes"], task["n_noise"],
+                                      task["span"], generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        acc = (model(tokens).argmax(-1) == labels).float().mean().item()
+    assert (acc == 1.0) if name == "ssm_long" else (acc < 0.4), acc
+
+
+def test_shipped_dense_sweep_loads():
+    sweep, meta = load_dense_sweep()
+    assert len(sweep) == 27 and set(meta["metrics"]["runs"]) == set(sweep)
+    assert meta["config"]["train"]["command"] == "python tools/train_ssm.py --dense-a"
+    last = meta["metrics"]["runs"]["hippo_seed0_lr1"]["history"][-1]  # (step, loss, max |λ̄|)
+    assert sweep["hippo_seed0_lr1"].spectral_radius() == pytest.approx(last[2], rel=1e-9)
+
+
 def test_long_range_batch():
     tokens, labels = long_range_batch(16, 100, 8, 8, span=10, generator=torch.Generator().manual_seed(0))
     assert tokens.shape == (16, 100) and labels.shape == (16,)
@@ -271,6 +310,29 @@ def test_long_range_batch():
     assert (torch.where(signal, tokens, labels[:, None]) == labels[:, None]).all()
     with pytest.raises(ValueError, match="span"):
         long_range_batch(2, 10, span=11)
+
+
+# ---- convergence to the continuous-time SSM ----------------------------------------------------------
+
+def test_rk4_reference_matches_the_exact_solution():
+    A, B, _ = stable_ssm(3)
+    h = rk4_states(A, B, torch.ones(64, dtype=F64), 1 / 64)      # x = 1 up to t = 1
+    exact = torch.linalg.solve(A, (torch.linalg.matrix_exp(A) - torch.eye(3, dtype=F64)) @ B)[:, 0]
+    torch.testing.assert_close(h[-1], exact, atol=1e-9, rtol=1e-9)
+
+
+def test_discretization_orders():
+    A, B, _ = stable_ssm(3)
+    values = torch.tensor([1.0, -0.5, 2.0], dtype=F64)          # piecewise constant on unit steps
+    deltas = [1 / 8, 1 / 16, 1 / 32]
+    errors = discretization_errors(A, B, values, deltas, reference_step=1 / 256)
+    assert max(errors["ZOH"]) < 1e-9                            # exact for a held input
+    for rule, order in (("bilinear", 2), ("Euler", 1)):
+        observed = [math.log2(a / b) for a, b in zip(errors[rule], errors[rule][1:])]
+        assert all(abs(o - order) < 0.25 for o in observed), (rule, observed)
+    torch.testing.assert_close(discretize_euler(A, B, 0.1)[0], torch.eye(3, dtype=F64) + 0.1 * A)
+    with pytest.raises(ValueError, match="divide 1"):
+        discretization_errors(A, B, values, [0.3], reference_step=1 / 256)
 
 
 # ---- bad input ------------------------------------------------------------------------------------------
@@ -286,16 +348,16 @@ def test_bad_delta(delta):
 
 
 def test_mismatched_state_sizes():
-    with pytest.raises(ValueError, match=r"n = 3.*received \(4, 1\)"):
+    with pytest.raises(ValueError, match=r"B: expected shape \(n, m\) = \(n=3, m\), received \(4, 1\)"):
         discretize_zoh(torch.eye(3), torch.ones(4, 1), 0.1)
-    with pytest.raises(ValueError, match="square"):
+    with pytest.raises(ValueError, match=r"A: expected shape \(n, n\) = \(n=3, n=3\), received \(3, 2\)"):
         discretize_bilinear(torch.ones(3, 2), torch.ones(3, 1), 0.1)
     with pytest.raises(ValueError, match=r"state size n.*A \(2, 3\) and B \(2, 4\)"):
         discretize_zoh_diag(torch.ones(2, 3), torch.ones(2, 4), 0.1)
     with pytest.raises(ValueError, match="do not broadcast"):
         discretize_zoh_diag(torch.ones(2, 3), torch.ones(5, 3), 0.1)
     A_bar, B_bar = discretize_zoh(-torch.eye(3), torch.ones(3, 1), 0.1)
-    with pytest.raises(ValueError, match="C must be"):
+    with pytest.raises(ValueError, match=r"C: expected shape \(1, n\) = \(1, n=3\), received \(1, 4\)"):
         ssm_recurrence(A_bar, B_bar, torch.ones(1, 4), torch.randn(5))
     with pytest.raises(ValueError, match="state size"):
         s4d_kernel(torch.ones(2, 3), torch.ones(2, 3), torch.ones(2, 4), 0.1, 10)
@@ -307,10 +369,10 @@ def test_kernel_too_long():
     with pytest.raises(ValueError, match="longer than the input"):
         causal_conv(torch.randn(3, 10), torch.randn(12))
     A_bar, B_bar = discretize_zoh(-torch.eye(2), torch.ones(2, 1), 0.1)
-    with pytest.raises(ValueError, match="longer than the allowed max_length 16"):
-        ssm_kernel(A_bar, B_bar, torch.ones(1, 2), 17, max_length=16)
-    with pytest.raises(ValueError, match="longer than l_max 32"):
-        SSMLayer(4, 2, l_max=32)(torch.randn(1, 33, 4))
+    with pytest.raises(ValueError, match="longer than max_len 32"):
+        SSMLayer(4, 2, max_len=32)(torch.randn(1, 33, 4))
+    with pytest.raises(ValueError, match=r"SSMLayer: x: expected shape \(b, l, 4\)"):
+        SSMLayer(4, 2)(torch.randn(1, 33, 5))
     with pytest.raises(ValueError, match="positive int"):
         ssm_kernel_powers(A_bar, B_bar, torch.ones(1, 2), 0)
 

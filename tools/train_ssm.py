@@ -8,7 +8,7 @@ Measured on the course machine (2 cores shared with other jobs, load ~12): 2.5-6
 wall time per model; a re-run reproduced the shipped weights bit for bit (test accuracy 1.000
 for ssm_long, 0.094 for ssm_local, chance 0.125).
 
-Task (``course_lib.s4.long_range_batch``): sequences of length 1024; the class (one of 8, chance
+Task (``course_lib.data.synthetic.long_range_batch``): sequences of length 1024; the class (one of 8, chance
 12.5%) appears only among the first 128 positions (scattered copies of the class token), noise
 everywhere else. Read at the last position, the evidence is >= 896 steps away.
 Two ``SSMClassifier`` models of identical size, read at the last position:
@@ -17,29 +17,46 @@ Two ``SSMClassifier`` models of identical size, read at the last position:
 Seeded: a re-run reproduces the shipped accuracies (one torch thread).
 
 ``--dense-a`` (notebook 06 §7, "training a dense A directly"): one SISO SSM with a dense,
-trainable A (``course_lib.s4.DenseSSM``, n = 16, Δ learnable from 0.01) fitted by Adam to the
+trainable A (``course_lib.experiments.ssm.DenseSSM``, n = 16, Δ learnable from 0.01) fitted by Adam to the
 kernel of a long-range task, "y_k = mean of x over lags 500..599", for 300 steps
 (``fit_kernel``: the loss is the task's exact population loss for a white-noise input, 1 for the
 zero output). Three initializations of A (naive random N(0, 1/n) entries; the same shifted to be
 stable, max Re λ = -0.5; HiPPO-LegS) x 3 seeds x 3 learning rates: 27 runs, about a minute of
 CPU. The checkpoint holds every trained SSM; the metadata holds the losses and max |λ̄|.
+
+Checkpoint metadata follows the course's one schema (``course_lib.training``): config =
+{"model", "task", "train": {"command", "seed", recipe}}, metrics = {measured figures,
+"train_cpu_s" (CPU seconds of this process), "train_wall_s"}.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from course_lib import setup
-from course_lib.s4 import DenseSSM, SSMClassifier, SSMConfig, fit_kernel, init_ssm, long_range_batch
+from course_lib.data.synthetic import long_range_batch
+from course_lib.experiments.ssm import DenseSSM, SSMClassifier, SSMConfig, fit_kernel
+from course_lib.s4 import init_ssm
 from course_lib.training import accuracy, data_dir, save_checkpoint, train
 
 LENGTH, SPAN, N_CLASSES, N_NOISE = 1024, 128, 8, 8
-TASK = {"length": LENGTH, "span": SPAN, "n_classes": N_CLASSES, "n_noise": N_NOISE}
+TASK = {"name": "long_range_batch", "length": LENGTH, "span": SPAN, "n_classes": N_CLASSES,
+        "n_noise": N_NOISE}
+
+
+@contextmanager
+def timed(metrics: dict):
+    """Adds train_cpu_s (CPU seconds of this process) and train_wall_s to ``metrics``."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    yield
+    metrics["train_cpu_s"] = round(time.process_time() - cpu, 1)
+    metrics["train_wall_s"] = round(time.perf_counter() - wall, 1)
 
 
 def test_set(n: int = 512, seed: int = 1234) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,18 +87,22 @@ def train_one(name: str, window: int | None, steps: int, batch: int, lr: float,
     def loss_fn(m, tokens, labels):
         return F.cross_entropy(m(tokens), labels)
 
-    result = train(model, get_batch, loss_fn, steps=steps, lr=lr, warmup=20, desc=name,
-                   eval_fn=lambda: test_accuracy(model, n=128), eval_every=25)
+    metrics = {}
+    with timed(metrics):
+        result = train(model, get_batch, loss_fn, steps=steps, lr=lr, warmup=20, desc=name,
+                       eval_fn=lambda: test_accuracy(model, n=128), eval_every=25)
     print(f"{name}: held-out accuracy during training (step, acc): "
           + ", ".join(f"({s}, {a:.2f})" for s, a in result.evals))
     acc = test_accuracy(model)
-    metrics = {"test_accuracy": round(acc, 4), "train_seconds": round(result.seconds, 1),
-               "final_loss": round(result.final_loss, 4), "steps": steps, "batch": batch,
-               "lr": lr, "params": sum(p.numel() for p in model.parameters())}
+    metrics.update(test_accuracy=round(acc, 4), final_loss=round(result.final_loss, 4),
+                   params=sum(p.numel() for p in model.parameters()))
+    recipe = {"command": "python tools/train_ssm.py", "seed": 0, "steps": steps, "batch": batch,
+              "lr": lr, "warmup": 20, "optimizer": "AdamW", "test_set": "512 sequences, seed 1234"}
     path = save_checkpoint(model, (out_dir or data_dir()) / f"{name}.safetensors",
-                           config={**dataclasses.asdict(config), **TASK}, metrics=metrics)
-    print(f"{name}: test accuracy {acc:.3f}  ({result.seconds:.0f} s, loss {result.final_loss:.3f})"
-          f"  -> {path}")
+                           config={"model": dataclasses.asdict(config), "task": TASK,
+                                   "train": recipe}, metrics=metrics)
+    print(f"{name}: test accuracy {acc:.3f}  ({metrics['train_cpu_s']:.0f} CPU s, "
+          f"{metrics['train_wall_s']:.0f} s wall, loss {result.final_loss:.3f})  -> {path}")
     return metrics
 
 
@@ -107,19 +128,25 @@ def train_dense_sweep(out_dir=None) -> dict:
     """Every init x seed x lr of DENSE, one ModuleDict of DenseSSMs -> data/ssm_dense_a.safetensors."""
     setup(seed=0, verbose=False)
     target = dense_target()
-    runs, metrics = torch.nn.ModuleDict(), {}
-    for kind in DENSE["inits"]:
-        for seed in DENSE["seeds"]:
-            for lr in DENSE["lrs"]:
-                key = f"{kind}_seed{seed}_lr{DENSE['lrs'].index(lr)}"
-                model = DenseSSM(*dense_init(kind, seed), delta=DENSE["delta"])
-                history = fit_kernel(model, target, steps=DENSE["steps"], lr=lr, record_every=50)
-                runs[key] = model
-                metrics[key] = {"init": kind, "seed": seed, "lr": lr, "history": history}
-                print(f"{key:22s} loss {history[0][1]:10.4g} -> {history[-1][1]:10.4g}   "
-                      f"max|λ̄| {history[0][2]:.4f} -> {history[-1][2]:.4f}", flush=True)
+    runs, metrics = torch.nn.ModuleDict(), {"runs": {}}
+    with timed(metrics):
+        for kind in DENSE["inits"]:
+            for seed in DENSE["seeds"]:
+                for lr in DENSE["lrs"]:
+                    key = f"{kind}_seed{seed}_lr{DENSE['lrs'].index(lr)}"
+                    model = DenseSSM(*dense_init(kind, seed), delta=DENSE["delta"])
+                    history = fit_kernel(model, target, steps=DENSE["steps"], lr=lr, record_every=50)
+                    runs[key] = model
+                    metrics["runs"][key] = {"init": kind, "seed": seed, "lr": lr, "history": history}
+                    print(f"{key:22s} loss {history[0][1]:10.4g} -> {history[-1][1]:10.4g}   "
+                          f"max|λ̄| {history[0][2]:.4f} -> {history[-1][2]:.4f}", flush=True)
+    config = {"model": {"n": DENSE["n"], "delta": DENSE["delta"], "runs": list(runs)},
+              "task": {"length": DENSE["length"], "lags": DENSE["lags"]},
+              "train": {"command": "python tools/train_ssm.py --dense-a", "seed": 0,
+                        "seeds": DENSE["seeds"], "inits": DENSE["inits"], "lrs": DENSE["lrs"],
+                        "steps": DENSE["steps"], "optimizer": "Adam", "record_every": 50}}
     path = save_checkpoint(runs, (out_dir or data_dir()) / "ssm_dense_a.safetensors",
-                           config={**DENSE, "runs": list(runs)}, metrics=metrics)
+                           config=config, metrics=metrics)
     print(f"-> {path}")
     return metrics
 
