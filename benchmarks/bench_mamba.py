@@ -22,22 +22,17 @@ import time
 
 import torch
 
-from course_lib.timing import median_time
+from course_lib.experiments.mamba import scan_inputs
 from course_lib.scan import (scan_chunked, scan_sequential, scan_sequential_indexed,
                              selective_scan)
+from course_lib.timing import format_rows, median_time
 
 D_INNER, D_STATE, BATCH = 64, 16, 2
 
 
-def make_inputs(length: int, seed: int = 0, batch: int = BATCH, d: int = D_INNER, n: int = D_STATE):
-    """Random selective-scan inputs (x, delta, A, B, C, D) at Mamba-like scales, requiring grad."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, length, d, generator=g)
-    delta = torch.nn.functional.softplus(torch.randn(batch, length, d, generator=g) - 3)
-    A = -torch.arange(1, n + 1, dtype=torch.float32).repeat(d, 1)      # S4D-real init
-    B, C = torch.randn(batch, length, n, generator=g), torch.randn(batch, length, n, generator=g)
-    D = torch.ones(d)
-    return [t.requires_grad_() for t in (x, delta, A, B, C, D)]
+def make_inputs(length: int, seed: int = 0):
+    """Notebook 07's selective-scan inputs (x, Δ, A, B, C, D) at (BATCH, length, D_INNER, D_STATE)."""
+    return scan_inputs(length, batch=BATCH, d=D_INNER, n=D_STATE, seed=seed)
 
 
 def paired_times(fn_a, fn_b, repeats: int = 7) -> tuple[float, float]:
@@ -131,12 +126,7 @@ def run(quick: bool = False) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
-    rows = run(parser.parse_args().quick)
-    print(f"{'benchmark':58s} {'ours':>14s} {'ms':>8s} {'reference':>20s} {'ms':>8s} {'ratio':>6s}")
-    for r in rows:
-        print(f"{r['name']:58s} {r['ours']:>14s} {r['ours_s'] * 1e3:8.1f} {r['reference']:>20s} "
-              f"{r['reference_s'] * 1e3:8.1f} {r['reference_s'] / r['ours_s']:6.2f}")
-    print("ratio = reference time / our time (> 1: ours is faster); results asserted equal")
+    print(format_rows(run(parser.parse_args().quick)))
 
 
 if __name__ == "__main__":

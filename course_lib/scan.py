@@ -23,7 +23,9 @@ A diagonal linear recurrence over time (axis 1), elementwise over everything els
 
   run by the same chunked routine (custom ``torch.autograd.Function``).
 
-The selective scan (S6, Algorithm 2 of the Mamba paper) is this recurrence with
+The selective scan (S6, Algorithm 2 of Gu & Dao, *Mamba*, 2023; official implementation:
+state-spaces/mamba, ``mamba_ssm/ops/selective_scan_interface.py``, whose ``selective_scan_ref``
+is the PyTorch reference of the fused CUDA kernel in ``csrc/selective_scan``) is this recurrence with
 a_t = Ā_t = exp(Δ_t A) and bx_t = B̄_t x_t, where Δ (b, l, d), B, C (b, l, n) come from the
 input, so Ā, B̄ are (b, l, d, n) and no convolution kernel exists:
 
@@ -216,7 +218,9 @@ def discretize_selective(delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
 def selective_step(h: torch.Tensor, x_t: torch.Tensor, delta_t: torch.Tensor, A: torch.Tensor,
                    B_t: torch.Tensor, C_t: torch.Tensor, D: torch.Tensor | None = None,
                    method: str = "euler") -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of the selective SSM: h (b, d, n), x_t, delta_t (b, d), B_t, C_t (b, n).
+    """One step of the selective SSM: h (b, d, n), x_t, delta_t (b, d), B_t, C_t (b, n)
+    (Algorithm 2 of Gu & Dao 2023 at one time step; official: state-spaces/mamba,
+    mamba_ssm/ops/triton/selective_state_update.py).
 
     h_t = Ā_t ⊙ h_{t-1} + B̄_t x_t,    y_t = h_t C_t + D x_t.    Returns (y_t (b, d), h_t).
     """
@@ -294,7 +298,8 @@ def _pad_time(t: torch.Tensor, pad: int) -> torch.Tensor:
 
 
 def selective_scan(x, delta, A, B, C, D=None, method: str = "euler", scan=None) -> torch.Tensor:
-    """The selective scan (S6, Algorithm 2) with the fast chunked scan.
+    """The selective scan (S6, Algorithm 2 of Gu & Dao 2023) with the fast chunked scan.
+    Official: state-spaces/mamba, mamba_ssm/ops/selective_scan_interface.py (selective_scan_fn).
 
     x, delta: (b, l, d); A: (d, n); B, C: (b, l, n); D: (d,) or None -> y: (b, l, d).
     Ā, B̄ now depend on the time step: (b, l, d, n), so there is no convolution kernel; compute

@@ -7,16 +7,18 @@ import torch.nn.functional as F
 from course_lib.checks.mamba import (check_causal_depthwise_conv, check_discretize_zoh_diag,
                                      check_scan, check_selective_step)
 from course_lib.data.synthetic import induction_heads
-from course_lib.mamba import (AttentionLM, MambaConfig, MambaLM, RMSNorm, causal_depthwise_conv)
+from course_lib.experiments.mamba import (AttentionLM, AttentionLMConfig, last_token_accuracy,
+                                          load_model, scan_inputs, state_write)
+from course_lib.mamba import MambaConfig, MambaLM, RMSNorm, causal_depthwise_conv
 from course_lib.scan import (default_chunk, discretize_selective, scan_chunked, scan_sequential,
                              scan_sequential_indexed, selective_scan, selective_scan_sequential,
                              selective_step, trace_scan)
 from course_lib.ssm import discretize_zoh_diag
-from course_lib.training import data_dir, load_checkpoint
+from course_lib.training import checkpoint_meta, data_dir, load_checkpoint
 from course_lib.viz.mamba import selection_explorer, selection_summary
 
 
-def scan_inputs(shape, seed=0):
+def scan_pair(shape, seed=0):
     g = torch.Generator().manual_seed(seed)
     a = torch.rand(shape, generator=g, dtype=torch.float64).requires_grad_()
     x = torch.randn(shape, generator=g, dtype=torch.float64).requires_grad_()
@@ -35,7 +37,7 @@ def selective_inputs(b=2, l=19, d=5, n=4, seed=0):
 @pytest.mark.parametrize("shape,chunk", [((2, 37, 3, 4), 8), ((1, 64, 5), None), ((2, 10, 2), 1),
                                          ((2, 16, 3), 16), ((1, 5, 2), 64), ((3, 1, 2), None)])
 def test_chunked_scan_equals_sequential_outputs_and_gradients(shape, chunk):
-    a, x = scan_inputs(shape)
+    a, x = scan_pair(shape)
     h_ref, h = scan_sequential(a, x), scan_chunked(a, x, chunk)
     torch.testing.assert_close(h, h_ref)
     g = torch.randn_like(h)
@@ -44,7 +46,7 @@ def test_chunked_scan_equals_sequential_outputs_and_gradients(shape, chunk):
 
 
 def test_indexed_scan_is_correct_only_slow():
-    a, x = scan_inputs((2, 9, 3))
+    a, x = scan_pair((2, 9, 3))
     torch.testing.assert_close(scan_sequential_indexed(a, x), scan_sequential(a, x))
 
 
@@ -108,10 +110,10 @@ def test_bad_inputs_raise_value_error():
     with pytest.raises(ValueError, match="weight"):
         causal_depthwise_conv(torch.rand(1, 4, 3), torch.rand(2, 4))
     with pytest.raises(ValueError, match="d_state"):
-        MambaConfig(vocab=5, d_state=0)
+        MambaConfig(vocab_size=5, d_state=0)
     with pytest.raises(ValueError, match="dt_min"):
-        MambaConfig(vocab=5, dt_min=-1.0)
-    model = MambaLM(MambaConfig(vocab=5, d_model=8, n_layers=1, d_state=2))
+        MambaConfig(vocab_size=5, dt_min=-1.0)
+    model = MambaLM(MambaConfig(vocab_size=5, d_model=8, n_layers=1, d_state=2))
     with pytest.raises(ValueError, match=r"\(b, l\)"):
         model(torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="token ids"):
@@ -145,7 +147,7 @@ def test_rmsnorm_equals_torch():
 @pytest.mark.parametrize("selective,gate", [(True, True), (False, True), (False, False)])
 def test_recurrent_step_mode_equals_parallel_mode(selective, gate):
     torch.manual_seed(0)
-    model = MambaLM(MambaConfig(vocab=7, d_model=16, n_layers=2, d_state=4,
+    model = MambaLM(MambaConfig(vocab_size=7, d_model=16, n_layers=2, d_state=4,
                                 selective=selective, gate=gate)).double().eval()
     tokens = torch.randint(0, 7, (2, 13))
     with torch.no_grad():
@@ -175,8 +177,8 @@ def test_fused_scan_memory_and_step_counts():
 
 
 def test_no_gate_block_has_no_z_branch():
-    cfg = MambaConfig(vocab=5, d_model=8, n_layers=1, d_state=2, gate=False)
-    block = MambaLM(cfg).blocks[0]
+    cfg = MambaConfig(vocab_size=5, d_model=8, n_layers=1, d_state=2, gate=False)
+    block = MambaLM(cfg).layers[0]
     assert block.in_proj.out_features == cfg.d_inner
     x = torch.randn(2, 6, 8)
     xs = F.silu(causal_depthwise_conv(block.in_proj(x), block.conv_weight, block.conv_bias))
@@ -185,7 +187,7 @@ def test_no_gate_block_has_no_z_branch():
 
 def test_ssm_inputs_match_the_forward_pass():
     torch.manual_seed(1)
-    model = MambaLM(MambaConfig(vocab=6, d_model=8, n_layers=2, d_state=3)).eval()
+    model = MambaLM(MambaConfig(vocab_size=6, d_model=8, n_layers=2, d_state=3)).eval()
     tokens = torch.randint(0, 6, (2, 9))
     with torch.no_grad():
         _, deltas = model(tokens, need_deltas=True)
@@ -197,19 +199,19 @@ def test_ssm_inputs_match_the_forward_pass():
 
 def test_selection_off_means_time_invariant_parameters():
     torch.manual_seed(0)
-    block = MambaLM(MambaConfig(vocab=5, d_model=8, n_layers=1, selective=False)).blocks[0]
+    block = MambaLM(MambaConfig(vocab_size=5, d_model=8, n_layers=1, selective=False)).layers[0]
     d1, B1, C1 = block.ssm_params(torch.randn(1, 4, 16))
     d2, B2, C2 = block.ssm_params(torch.randn(1, 4, 16))
     torch.testing.assert_close(d1, d2)
     assert B1 is B2 and C1 is C2 and tuple(B1.shape) == (16, 16)
-    sel = MambaLM(MambaConfig(vocab=5, d_model=8, n_layers=1)).blocks[0]
+    sel = MambaLM(MambaConfig(vocab_size=5, d_model=8, n_layers=1)).layers[0]
     d1, B1, _ = sel.ssm_params(torch.randn(1, 4, 16))
     assert tuple(d1.shape) == (1, 4, 16) and tuple(B1.shape) == (1, 4, 16) and (d1 > 0).all()
 
 
 def test_tiny_mamba_learns_to_recall_the_previous_token():
     torch.manual_seed(0)
-    model = MambaLM(MambaConfig(vocab=8, d_model=16, n_layers=1, d_state=4))
+    model = MambaLM(MambaConfig(vocab_size=8, d_model=16, n_layers=1, d_state=4))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
     for _ in range(120):
@@ -225,7 +227,7 @@ def test_tiny_mamba_learns_to_recall_the_previous_token():
 
 
 def test_attention_baseline_shapes():
-    model = AttentionLM(9, d_model=16, n_heads=2, n_layers=1, max_len=64)
+    model = AttentionLM(AttentionLMConfig(9, d_model=16, n_heads=2, n_layers=1, max_len=64))
     assert model(torch.randint(0, 9, (2, 10))).shape == (2, 10, 9)
     with pytest.raises(ValueError):
         model(torch.randint(0, 9, (1, 65)))                  # past the positional table
@@ -298,7 +300,6 @@ def test_shipped_selective_copying_checkpoints(name, kind):
 
 
 def test_shipped_induction_checkpoints_extrapolate():
-    from course_lib.mamba import load_model
     mamba, meta = load_model(data_dir() / "mamba_induction_mamba.safetensors")
     attention, meta_attn = load_model(data_dir() / "mamba_induction_attention.safetensors")
     accs, task = meta["metrics"]["accuracy_by_factor"], meta["config"]["task"]
@@ -311,5 +312,55 @@ def test_shipped_induction_checkpoints_extrapolate():
     assert meta["metrics"]["validation"].split("seed ")[1] != meta["metrics"]["test"].split("seed ")[1]
     assert list(meta["metrics"]["test_accuracy_16x_by_seed"]) == ["0", "1", "2"]
     x, y = induction_heads(16, task["length"] * 16, task["n_tokens"], seed=7)
+    assert last_token_accuracy(mamba, x, y, tokens_per_batch=4000) >= 0.6
+
+
+@pytest.mark.parametrize("name", ["selcopy_s6", "selcopy_lti", "selcopy_lti_nogate",
+                                  "induction_mamba", "induction_attention"])
+def test_shipped_checkpoints_share_one_metadata_schema(name):
+    meta = checkpoint_meta(data_dir() / f"mamba_{name}.safetensors")
+    config, metrics = meta["config"], meta["metrics"]
+    assert set(config) == {"arch", "model", "task", "train"}
+    assert config["train"]["command"] == f"python tools/train_mamba.py {name.split('_')[0]}"
+    assert config["train"]["seed"] == 0 and "vocab_size" in config["model"]
+    assert {"train_cpu_s", "train_wall_s"} <= set(metrics)
+    model, _ = load_model(data_dir() / f"mamba_{name}.safetensors")
+    assert model.config.vocab_size == config["model"]["vocab_size"]
+
+
+def test_greedy_generate_equals_argmax_of_the_parallel_forward():
+    torch.manual_seed(3)
+    model = MambaLM(MambaConfig(vocab_size=11, d_model=16, n_layers=2, d_state=4)).double().eval()
+    prompt = torch.randint(0, 11, (2, 5))
+    out = model.generate(prompt, 6)
+    assert out.shape == (2, 11) and torch.equal(out[:, :5], prompt)
     with torch.no_grad():
-        assert (mamba(x)[:, -1].argmax(-1) == y[:, -1]).float().mean() >= 0.6
+        for t in range(5, 11):                                 # each new token: argmax of forward
+            assert torch.equal(out[:, t], model(out[:, :t])[:, -1].argmax(-1))
+    with pytest.raises(ValueError, match="n_new"):
+        model.generate(prompt, -1)
+
+
+def test_optional_conv_bias_and_projection_biases():
+    torch.manual_seed(0)
+    cfg = MambaConfig(vocab_size=7, d_model=8, n_layers=1, d_state=3, conv_bias=False, bias=True)
+    model = MambaLM(cfg).double().eval()
+    keys = set(model.state_dict())
+    assert "layers.0.conv_bias" not in keys and {"layers.0.in_proj.bias", "layers.0.out_proj.bias"} <= keys
+    tokens = torch.randint(0, 7, (1, 6))
+    with torch.no_grad():
+        states, steps = model.init_state(1), []
+        for t in range(6):
+            logits, states = model.step(tokens[:, t], states)
+            steps.append(logits)
+        torch.testing.assert_close(torch.stack(steps, 1), model(tokens))
+
+
+def test_scan_inputs_and_state_write():
+    x, delta, A, B, C, D = scan_inputs(12, batch=3, d=4, n=5)
+    assert x.shape == delta.shape == (3, 12, 4) and A.shape == (4, 5) and B.shape == (3, 12, 5)
+    assert (delta > 0).all() and all(t.requires_grad for t in (x, delta, A, B, C, D))
+    torch.testing.assert_close(scan_inputs(12, batch=3, d=4, n=5)[3], B)      # seeded
+    write = state_write({"delta": delta, "x": x, "B": B})
+    B_bar_x = (delta * x)[..., None] * B[:, :, None, :]               # (b, l, d, n) Euler B̄ x
+    torch.testing.assert_close(write, B_bar_x.norm(dim=-1))

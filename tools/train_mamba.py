@@ -22,13 +22,13 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from course_lib import setup  # noqa: E402
 from course_lib.data.synthetic import induction_heads, selective_copying  # noqa: E402
-from course_lib.mamba import build_model  # noqa: E402
+from course_lib.experiments.mamba import (build_model, last_token_accuracy, model_config,  # noqa: E402
+                                          scored_loss)
 from course_lib.training import accuracy, data_dir, save_checkpoint, train  # noqa: E402
 
 SEEDS = (0, 1, 2)
@@ -53,20 +53,16 @@ TEST_FACTORS = (1, 2, 4, 8, 16, 32, 64)
 SELECT_FACTOR, VAL_SEED, VAL_BATCH, TEST_SEED, TEST_BATCH = 16, 4321, 200, 8642, 500
 
 
-def scored_loss(model, x, y):
-    """Cross-entropy on the scored positions only (targets -100 elsewhere)."""
-    return F.cross_entropy(model(x).flatten(0, 1), y.flatten(), ignore_index=-100)
-
-
 def selcopy_config(kind: str, seed: int = 0) -> dict:
     """A kind of SELCOPY_KINDS: 's6' (Mamba), 'lti' (selection off: Δ, B, C fixed parameters),
     'lti_nogate' (the LTI model without the SiLU(z) gate)."""
     if kind not in SELCOPY_KINDS:
         raise ValueError(f"selcopy_config: kind must be one of {list(SELCOPY_KINDS)}, got {kind!r}")
     selective, gate = SELCOPY_KINDS[kind]
-    model = SELCOPY_MODEL if gate else dict(SELCOPY_MODEL, gate=False)
-    return {"arch": "mamba", "vocab": SELCOPY["n_tokens"] + 2, "model": model,
-            "selective": selective, "task": SELCOPY, "train": SELCOPY_TRAIN, "seed": seed}
+    return {**model_config("mamba", vocab_size=SELCOPY["n_tokens"] + 2, selective=selective,
+                           gate=gate, **SELCOPY_MODEL),
+            "task": SELCOPY, "train": {"command": "python tools/train_mamba.py selcopy",
+                                       "seed": seed, **SELCOPY_TRAIN}}
 
 
 def selcopy_model(kind: str, seed: int = 0):
@@ -84,9 +80,10 @@ def induction_config(kind: str, seed: int = 0, length: int = INDUCTION["length"]
     """'mamba' or 'attention' (absolute sinusoidal positions) for induction heads."""
     model = (INDUCTION_MODEL if kind == "mamba" else
              dict(ATTENTION_MODEL, max_len=length * max(TEST_FACTORS)))
-    return {"arch": kind, "vocab": INDUCTION["n_tokens"] + 1, "model": model,
+    recipe = INDUCTION_TRAIN if kind == "mamba" else ATTENTION_TRAIN
+    return {**model_config(kind, vocab_size=INDUCTION["n_tokens"] + 1, **model),
             "task": dict(INDUCTION, length=length),
-            "train": INDUCTION_TRAIN if kind == "mamba" else ATTENTION_TRAIN, "seed": seed}
+            "train": {"command": "python tools/train_mamba.py induction", "seed": seed, **recipe}}
 
 
 def induction_model(kind: str, seed: int = 0, length: int = INDUCTION["length"]):
@@ -97,14 +94,8 @@ def induction_model(kind: str, seed: int = 0, length: int = INDUCTION["length"])
 def induction_eval(model, factor: int, batch: int = TEST_BATCH, seed: int = TEST_SEED,
                    length: int = INDUCTION["length"]) -> float:
     """Accuracy at factor x the training length, in mini-batches of <= 8192 tokens."""
-    length = length * factor
-    x, y = induction_heads(batch, length, INDUCTION["n_tokens"], seed=seed)
-    step, correct = max(1, 8192 // length), 0
-    with torch.no_grad():
-        for i in range(0, batch, step):
-            pred = model(x[i:i + step])[:, -1].argmax(-1)
-            correct += (pred == y[i:i + step, -1]).sum().item()
-    return correct / batch
+    x, y = induction_heads(batch, length * factor, INDUCTION["n_tokens"], seed=seed)
+    return last_token_accuracy(model, x, y)
 
 
 def fit(model, sample, cfg: dict, seed: int, desc: str):
@@ -147,7 +138,7 @@ def run_selcopy(seeds=SEEDS, kinds=tuple(SELCOPY_KINDS)) -> dict:
 def train_induction(kind: str, seed: int, length: int):
     model = induction_model(kind, seed, length)
     res, cpu = fit(model, lambda b, g: induction_heads(b, length, INDUCTION["n_tokens"], generator=g),
-                   induction_config(kind, seed, length)["train"], seed + 1,
+                   INDUCTION_TRAIN if kind == "mamba" else ATTENTION_TRAIN, seed + 1,
                    f"induction {kind} L={length} seed {seed}")
     return model, res, cpu
 

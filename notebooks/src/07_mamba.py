@@ -28,24 +28,23 @@
 # %% [bootstrap]
 
 # %%
-import time
-
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from course_lib import setup
+from course_lib import IGNORE_INDEX, setup
 from course_lib.checks.mamba import (check_causal_depthwise_conv, check_discretize_zoh_diag,
                                      check_scan, check_selective_step)
 from course_lib.data.synthetic import induction_heads, selective_copying
-from course_lib.mamba import (MambaBlock, MambaConfig, MambaLM, RMSNorm, causal_depthwise_conv,
-                              load_model)
-from course_lib.scan import (_chunk_scan, _ChunkedScan, default_chunk, discretize_selective,
-                             scan_chunked, scan_sequential, scan_sequential_indexed,
-                             selective_scan, selective_scan_sequential, selective_step,
-                             trace_scan)
+from course_lib.experiments.mamba import last_token_accuracy, load_model, scan_inputs, state_write
+from course_lib.mamba import MambaBlock, MambaConfig, MambaLM, RMSNorm, causal_depthwise_conv
+from course_lib.scan import (_chunk_scan, _ChunkedScan, _SelectiveScan, default_chunk,
+                             discretize_selective, scan_chunked, scan_sequential,
+                             scan_sequential_indexed, selective_scan, selective_scan_sequential,
+                             selective_step, trace_scan)
 from course_lib.source import show_source
 from course_lib.ssm import discretize_zoh_diag, fft_conv, ssm_kernel
+from course_lib.timing import median_time
 from course_lib.training import accuracy, data_dir
 from course_lib.viz.mamba import plot_selection, selection_explorer
 
@@ -67,7 +66,7 @@ device = setup(seed=0)
 x_demo, y_demo = selective_copying(1, length=32, n_data=4, n_tokens=8, seed=3)
 names = {8: "·", 9: "|"}                                    # NOISE = 8, SEP = 9
 print("input :", " ".join(names.get(int(t), str(int(t))) for t in x_demo[0]))
-print("target:", " ".join("_" if int(t) == -100 else str(int(t)) for t in y_demo[0]))
+print("target:", " ".join("_" if int(t) == IGNORE_INDEX else str(int(t)) for t in y_demo[0]))
 
 # %% [markdown]
 # ## 2. Selection: the S6 layer (Algorithm 2)
@@ -218,7 +217,7 @@ torch.testing.assert_close(y_fast, y_seq)
 grads_seq = torch.autograd.grad(y_seq.square().sum(), params)
 grads_fast = torch.autograd.grad(y_fast.square().sum(), params)
 for name, g_s, g_f in zip(["x", "delta", "A", "B", "C", "D"], grads_seq, grads_fast):
-    torch.testing.assert_close(g_f, g_s)
+    torch.testing.assert_close(g_f, g_s, msg=lambda m, name=name: f"gradient of {name}: {m}")
 print("sequential == chunked: outputs and the gradients of x, Δ, A, B, C, D")
 
 # %% [markdown]
@@ -231,16 +230,11 @@ print("sequential == chunked: outputs and the gradients of x, Δ, A, B, C, D")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-def fwd_bwd_seconds(scan, length, repeats=3, d=64, n=16):
+def fwd_bwd_seconds(scan, length, d=64, n=16):
     g = torch.Generator().manual_seed(1)
     a = torch.rand(1, length, d, n, generator=g).requires_grad_()
     bx = torch.randn(1, length, d, n, generator=g).requires_grad_()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        scan(a, bx).sum().backward()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return median_time(lambda: scan(a, bx).sum().backward(), repeats=3, warmup=0)
 
 
 for length in (128, 256, 512):
@@ -261,32 +255,15 @@ for length in (128, 256, 512):
 # `python benchmarks/bench_mamba.py`.
 
 # %%
-def scan_inputs(length, batch=2, d=64, n=16, seed=0):
-    """Random selective-scan inputs (x, Δ, A, B, C, D) at Mamba-like scales, requiring grad."""
-    g = torch.Generator().manual_seed(seed)
-    x, pre = torch.randn(batch, length, d, generator=g), torch.randn(batch, length, d, generator=g)
-    A = -torch.arange(1.0, n + 1).repeat(d, 1)
-    B, C = torch.randn(batch, length, n, generator=g), torch.randn(batch, length, n, generator=g)
-    return [t.requires_grad_() for t in (x, F.softplus(pre - 3), A, B, C, torch.ones(d))]
-
-
-def median_seconds(fn, repeats=3):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
 def time_scan(scan, inputs, backward):
+    """Median seconds of the selective scan with ``scan`` (None: the fused default path)."""
     def run():
         if backward:
             selective_scan(*inputs, scan=scan).square().mean().backward()
         else:
             with torch.no_grad():
                 selective_scan(*inputs, scan=scan)
-    return median_seconds(run)
+    return median_time(run, repeats=3, warmup=0)
 
 
 try:
@@ -339,7 +316,19 @@ plt.show()
 # mambapy's pscan alternately, median of 7, after asserting equal outputs and gradients: run it
 # to see the ratio on your machine.
 #
-# ### Memory and sequential steps, measured
+# ### The fused selective scan, and its memory
+# `_SelectiveScan` is the default path of `selective_scan`: one `torch.autograd.Function` whose
+# backward is written by hand from the reverse scan. With $g_y = \partial L/\partial y$, the
+# gradient of the state is $g_h = g_y C$; the reverse scan turns it into $\lambda$; then
+# $\partial L/\partial a_t = \lambda_t h_{t-1}$, and every parameter gradient is a sum of
+# products: $\partial x = \Delta \sum_n \lambda B$, $\partial B = \sum_d \lambda\,\Delta x$,
+# $\partial C = \sum_d h\, g_y$, $\partial A = \sum_{b,l} \Delta\, \partial a\, \bar A$ and
+# $\partial \Delta = \sum_n A\, \partial a\, \bar A + x \sum_n \lambda B$:
+
+# %%
+show_source(_SelectiveScan)
+
+# %% [markdown]
 # The fused scan does **not** avoid $(b, l, d, n)$ tensors: it needs $\bar A$ and $h$ for the
 # backward pass. `trace_scan` records every tensor that a computation allocates (bytes alive, and
 # their peak) and counts its operations: each sequential step of the chunked scan is one
@@ -349,7 +338,8 @@ plt.show()
 inputs = scan_inputs(1024)
 unit = inputs[0].numel() * inputs[3].shape[-1] * 4               # bytes of one (b, l, d, n) buffer
 for name, scan in (("fused (default)", None), ("plain autograd", scan_chunked)):
-    r = trace_scan(lambda: selective_scan(*inputs, scan=scan), lambda y: y.square().mean().backward())
+    r = trace_scan(lambda scan=scan: selective_scan(*inputs, scan=scan),
+                   lambda y: y.square().mean().backward())
     print(f"{name:16s} forward peak {r['forward_peak'] / unit:.1f}, kept for backward "
           f"{r['kept'] / unit:.1f}, forward+backward peak {r['peak'] / unit:.1f} buffers; "
           f"sequential steps {r['forward_ops']['addcmul']} + {r['backward_ops']['addcmul']}")
@@ -382,8 +372,8 @@ print(f"chunk T = {T}, c = {1024 // T} chunks: 2T + c - 1 = {2 * T + 1024 // T -
 # selection ($\Delta, B, C$ from $x$), the conv, and the model's residual stack:
 
 # %%
-show_source(MambaBlock.forward, MambaBlock.ssm, MambaBlock.ssm_params, causal_depthwise_conv,
-            RMSNorm.forward, MambaLM.forward)
+show_source(MambaBlock.forward, MambaBlock.conv, MambaBlock.ssm, MambaBlock.ssm_params,
+            causal_depthwise_conv, RMSNorm.forward, MambaLM.forward)
 
 # %% [markdown]
 # Check the two pieces against PyTorch:
@@ -415,7 +405,7 @@ show_source(MambaBlock.step)
 
 # %%
 torch.manual_seed(0)
-cfg = MambaConfig(vocab=10, d_model=32, n_layers=2, d_state=16)
+cfg = MambaConfig(vocab_size=10, d_model=32, n_layers=2, d_state=16)
 model = MambaLM(cfg).double().eval()
 tokens = torch.randint(0, 10, (2, 24))
 with torch.no_grad():
@@ -462,13 +452,14 @@ task = selcopy["s6"][1]["config"]["task"]
 x_sc, y_sc = selective_copying(500, seed=2024, **task)
 live = {}
 with torch.no_grad():
-    for kind, (m, meta) in selcopy.items():
+    for kind, (m, _) in selcopy.items():
         live[kind] = accuracy(m(x_sc), y_sc)
 print(f"test set of the metadata: {selcopy['s6'][1]['metrics']['test']}; live: 500 fresh sequences")
 print(f"{'architecture':12s} {'layer':5s} {'seed 0 live':>11s}  {'test, seeds 0 / 1 / 2':>22s}")
 for kind, (arch, layer) in kinds.items():
     by_seed = selcopy[kind][1]["metrics"]["accuracy_by_seed"]
-    print(f"{arch:12s} {layer:5s} {live[kind]:11.1%}  {' / '.join(f'{a:.1%}' for a in by_seed.values()):>22s}")
+    seeds = " / ".join(f"{a:.1%}" for a in by_seed.values())
+    print(f"{arch:12s} {layer:5s} {live[kind]:11.1%}  {seeds:>22s}")
 print("paper (Gu & Dao 2023, Table 1):", ", ".join(f"{arch} + {layer} {acc:.1%}" for arch, layer, acc in
       [("no gate", "S4", 0.183), ("no gate", "S6", 0.970), ("Mamba", "S4", 0.564), ("Mamba", "S6", 0.998)]))
 accs = {kind: list(meta["metrics"]["accuracy_by_seed"].values()) for kind, (_, meta) in selcopy.items()}
@@ -482,9 +473,9 @@ assert min(accs["s6"]) > max(accs["lti"] + accs["lti_nogate"]) + 0.3          # 
 # (Gu & Dao, 2023, Table 1). Taking the gate away leaves our LTI model where it was: 49.0%,
 # 44.4% and 43.6%. The paper's 18.3% for S4 without a gate comes from another block around the
 # layer and a far longer task (Gu & Dao, 2023, Table 1). Ours keeps the conv and the projections
-# of the Mamba block, so that figure is not the one to set beside ours. What both tables show is the gap between the layers: without
-# selection the model cannot separate data from noise, gate or no gate. Here are three
-# sequences, with the answers of the two Mamba-block models:
+# of the Mamba block, so that figure is not the one to set beside ours. What both tables show
+# is the gap between the layers: without selection the model cannot separate data from noise,
+# gate or no gate. Here are three sequences, with the answers of the two Mamba-block models:
 
 # %%
 with torch.no_grad():
@@ -514,7 +505,7 @@ body = (torch.arange(x_sc.shape[1]) < sep_at).expand(64, -1)    # (b, l): before
 is_data, is_noise = (x_sc[:64] < noise_id) & body, (x_sc[:64] == noise_id) & body
 ratio = []                                                      # per layer: Δ(data) / Δ(noise), (d,)
 for layer, s in enumerate(seen):
-    delta, write = s["delta"], s["delta"] * s["x"].abs() * s["B"].norm(dim=-1, keepdim=True)
+    delta, write = s["delta"], state_write(s)                    # write ‖B̄_t x_t‖ (b, l, d)
     ratio.append(delta[is_data].mean(0) / delta[is_noise].mean(0))
     r_sep = delta[:, sep_at].mean(0) / delta[body].mean(0)      # (d,) separator vs before it
     r_write = write[is_data].mean(0) / write[is_noise].mean(0)  # (d,)
@@ -614,7 +605,7 @@ print("validation accuracy at 16x, by training length:",
 print(f"test ({ind_metrics['test']}):")
 factors = sorted(ind_metrics["accuracy_by_factor"], key=int)
 print(f"{'train length x':>15s}", " ".join(f"{f + 'x':>6s}" for f in factors))
-for kind, (m, meta) in induction.items():
+for kind, (_, meta) in induction.items():
     accs = meta["metrics"]["accuracy_by_factor"]
     print(f"{kind:>15s}", " ".join(f"{accs[f]:6.1%}" for f in factors))
 print("Mamba at 16x, seeds 0 / 1 / 2:",
@@ -630,9 +621,8 @@ with torch.no_grad():
         x_ind, y_ind = induction_heads(500, ind_task["length"] * factor, ind_task["n_tokens"],
                                        seed=TEST_SEED)
         x_ind, y_ind = x_ind[:100], y_ind[:100]                  # the first 100 test sequences
-        for kind, (m, _) in induction.items():
-            live_ind[kind, factor] = sum(accuracy(m(x_ind[i:i + 25])[:, -1], y_ind[i:i + 25, -1])
-                                         for i in range(0, 100, 25)) / 4
+        for kind, (m, _) in induction.items():                   # in batches of 25 sequences
+            live_ind[kind, factor] = last_token_accuracy(m, x_ind, y_ind, 25 * x_ind.shape[1])
 for (kind, factor), acc in live_ind.items():
     print(f"live, {kind:>9s} at {factor:2d}x the training length (L={ind_task['length'] * factor}): "
           f"{acc:.0%} of 100 test sequences; all 500 (metadata): "
@@ -641,7 +631,7 @@ assert live_ind["mamba", 16] > live_ind["attention", 16] + 0.3
 
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.2))
-for kind, (m, meta) in induction.items():
+for kind, (_, meta) in induction.items():
     accs = meta["metrics"]["accuracy_by_factor"]
     ax.plot([int(f) * ind_task["length"] for f in factors], [accs[f] for f in factors], "o-", label=kind)
 ax.axvline(ind_task["length"], color="gray", ls=":", label="training length")
@@ -683,12 +673,14 @@ others = ~after & (x_ind != trigger)
 with torch.no_grad():
     seen_ind = mamba.ssm_inputs(x_ind)
 for layer, s in enumerate(seen_ind):
-    delta, write = s["delta"], s["delta"] * s["x"].abs() * s["B"].norm(dim=-1, keepdim=True)
+    delta, write = s["delta"], state_write(s)                    # write ‖B̄_t x_t‖ (b, l, d)
     r_delta = delta[after].mean(0) / delta[others].mean(0)      # (d,) per channel
     r_write = write[after].mean(0) / write[others].mean(0)      # (d,)
-    print(f"layer {layer}: Δ after/other: all channels {delta[after].mean() / delta[others].mean():.2f}, "
-          f"max {r_delta.max():.2f} | write after/other: all {write[after].mean() / write[others].mean():.1f}, "
-          f"{int((r_write > 2).sum())} of {r_write.numel()} channels > 2")
+    all_delta = delta[after].mean() / delta[others].mean()       # over all channels
+    all_write = write[after].mean() / write[others].mean()
+    print(f"layer {layer}: Δ after/other: all channels {all_delta:.2f}, max {r_delta.max():.2f} | "
+          f"write after/other: all {all_write:.1f}, {int((r_write > 2).sum())} of {r_write.numel()} "
+          f"channels > 2")
 
 # %% [markdown]
 # The guess does not hold as stated. On the token after the trigger $\Delta$ is no larger than
@@ -716,7 +708,8 @@ for layer, s in enumerate(seen_ind):
 # %%
 g = torch.Generator().manual_seed(5)
 t_la, dk, dv = 12, 4, 3
-q, k, v = torch.randn(t_la, dk, generator=g), torch.randn(t_la, dk, generator=g), torch.randn(t_la, dv, generator=g)
+q, k = torch.randn(t_la, dk, generator=g), torch.randn(t_la, dk, generator=g)
+v = torch.randn(t_la, dv, generator=g)
 phi = lambda z: F.elu(z) + 1                                    # noqa: E731, a positive feature map
 scores = (phi(q) @ phi(k).T).tril()                             # (t, t), causal
 y_parallel = (scores @ v) / scores.sum(-1, keepdim=True)
@@ -780,8 +773,8 @@ check_causal_depthwise_conv(my_causal_depthwise_conv)
 
 # %% [markdown]
 # **Exercise 4: a scan without the trap.** Given `a, bx (b, l, ...)`, return `h` with
-# $h_t = a_t h_{t-1} + \beta_t$ along axis 1 ($h_{-1} = 0$; $\beta$ is `bx`). Avoid indexing `a[:, t]` inside the
-# loop. For extra credit, write the chunked version.
+# $h_t = a_t h_{t-1} + \beta_t$ along axis 1 ($h_{-1} = 0$; $\beta$ is `bx`). Avoid indexing
+# `a[:, t]` inside the loop. For extra credit, write the chunked version.
 
 # %%
 def my_scan(a, bx):
@@ -810,7 +803,9 @@ check_scan(my_scan)
 #   length, while attention with absolute positions collapses.
 # - Now in `course_lib.scan`: `scan_sequential`, `scan_chunked`, `discretize_selective`,
 #   `selective_step`, `selective_scan_sequential`, `selective_scan`, `trace_scan`. In `course_lib.mamba`:
-#   `MambaConfig`, `MambaBlock`, `MambaLM`, `RMSNorm`, `causal_depthwise_conv`, `AttentionLM`.
+#   `MambaConfig`, `MambaBlock`, `MambaLM` (with `step` and `generate`), `RMSNorm`,
+#   `causal_depthwise_conv`. The experiments (the `AttentionLM` baseline, the checkpoint loader,
+#   the metrics) are in `course_lib.experiments.mamba`.
 #
 # **Next:** this is the end of the course's path from attention to Mamba. Go back to
 # [01 · Attention](01_attention.ipynb) and compare the two answers to the same question: how
