@@ -569,10 +569,10 @@ plt.show()
 # effectively has *no* position at all.
 
 # %%
-P = models["learned"].pos.table.weight.detach()                        # (64, d)
+P = models["learned"].pos_emb.table.weight.detach()                        # (64, d)
 norms = P.norm(dim=1)                                                  # (64,)
 cosine = (P / norms[:, None]) @ (P / norms[:, None]).T                 # (64, 64)
-init_std = models["learned"].pos.init_std
+init_std = models["learned"].pos_emb.init_std
 print(f"mean row norm: positions 0-15 {norms[:16].mean():.2f}, positions 16-63 "
       f"{norms[16:].mean():.2f} (initialization std {init_std}: std·√64 = {init_std * 8:.2f})")
 assert norms[:16].min() > 5 * norms[16:].max()
