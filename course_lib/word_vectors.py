@@ -28,8 +28,8 @@ from torch import nn
 from course_lib.common import check_shapes, check_token_ids
 
 __all__ = ["SkipGramConfig", "SkipGram", "skipgram_pairs", "softmax_loss",
-           "negative_sampling_loss", "noise_distribution", "cosine_similarity_matrix",
-           "nearest_neighbours", "analogy"]
+           "negative_sampling_objective", "negative_sampling_loss", "noise_distribution",
+           "cosine_similarity_matrix", "nearest_neighbours", "analogy"]
 
 
 @dataclass
@@ -92,22 +92,27 @@ def softmax_loss(model: SkipGram, centers: torch.Tensor, contexts: torch.Tensor)
     return F.cross_entropy(model(centers), contexts)                          # logsumexp - u_o·v_c
 
 
+def negative_sampling_objective(v: torch.Tensor, u_o: torch.Tensor, u_n: torch.Tensor) -> torch.Tensor:
+    """Mean over pairs of -[log σ(u_o·v_c) + Σ_i log σ(-u_{n_i}·v_c)] (Mikolov et al., 2013b, eq. 4).
+
+    v (b, d) centre vectors, u_o (b, d) their context vectors, u_n (b, k, d) the negatives'.
+    """
+    check_shapes([(v, ("b", "d"), "v"), (u_o, ("b", "d"), "u_o"), (u_n, ("b", "k", "d"), "u_n")])
+    positive = F.logsigmoid((u_o * v).sum(-1))                                # (b,)
+    negative = F.logsigmoid(-(u_n @ v.unsqueeze(-1)).squeeze(-1)).sum(-1)     # (b,)
+    return -(positive + negative).mean()
+
+
 def negative_sampling_loss(model: SkipGram, centers: torch.Tensor, contexts: torch.Tensor,
                            negatives: torch.Tensor) -> torch.Tensor:
-    """Mean of -[log σ(u_o·v_c) + Σ_i log σ(-u_{n_i}·v_c)] (Mikolov et al., 2013b, eq. 4).
-
-    centers (b,), contexts (b,), negatives (b, k): ids drawn from the noise distribution.
-    """
+    """The negative-sampling objective of a batch of ids: centers (b,), contexts (b,),
+    negatives (b, k) drawn from the noise distribution."""
     vocab_size = model.config.vocab_size
     check_token_ids(centers, vocab_size, "centers", axes=("b",))
     check_token_ids(contexts, vocab_size, "contexts", axes=(len(centers),))
     check_token_ids(negatives, vocab_size, "negatives", axes=(len(centers), "k"))
-    v = model.center_emb(centers)                                             # (b, d)
-    u_o = model.context_emb(contexts)                                         # (b, d)
-    u_n = model.context_emb(negatives)                                        # (b, k, d)
-    positive = F.logsigmoid((u_o * v).sum(-1))                                # (b,)
-    negative = F.logsigmoid(-(u_n @ v.unsqueeze(-1)).squeeze(-1)).sum(-1)     # (b,)
-    return -(positive + negative).mean()
+    return negative_sampling_objective(model.center_emb(centers), model.context_emb(contexts),
+                                       model.context_emb(negatives))
 
 
 def noise_distribution(counts: torch.Tensor, power: float = 0.75) -> torch.Tensor:

@@ -136,10 +136,12 @@ def _recall_batch(batch: int, n_pairs: int, n_keys: int, seed: int):
 
 
 def train_recall(score: str, seed: int = 0, steps: int = 300, n_pairs: int = 8, n_keys: int = 16,
-                 batch_size: int = 128, lr: float = 3e-3, d_model: int = 32) -> RecallModel:
-    """One RecallModel trained on fresh associative-recall batches (same budget for any score)."""
+                 batch_size: int = 128, lr: float = 3e-3, d_model: int = 32,
+                 dtype: torch.dtype = torch.float64) -> RecallModel:
+    """One RecallModel trained on fresh associative-recall batches (same budget for any score);
+    float64 so that the accuracies are the same on every CPU and thread count."""
     torch.manual_seed(seed)
-    model = RecallModel(2 * n_keys + 1, n_keys, score, d_model)
+    model = RecallModel(2 * n_keys + 1, n_keys, score, d_model).to(dtype)
     train(model, lambda step: _recall_batch(batch_size, n_pairs, n_keys, 10_000 * seed + step),
           recall_loss, steps=steps, lr=lr, desc=f"recall {score}")
     return model

@@ -24,9 +24,11 @@ def story_pairs(stories: list[Story], tokenizer: WordTokenizer, window: int = 4)
 
 def train_skipgram(stories: list[Story], d_model: int = 32, window: int = 4, negatives: int = 5,
                    steps: int = 1500, batch_size: int = 512, lr: float = 0.01, seed: int = 0,
-                   tokenizer: WordTokenizer | None = None
+                   tokenizer: WordTokenizer | None = None, dtype: torch.dtype = torch.float64
                    ) -> tuple[SkipGram, WordTokenizer, torch.Tensor, TrainResult]:
     """Skip-gram + negative sampling on ``stories``: random pairs, k negatives from P_n ∝ n^0.75.
+
+    Float64 by default: the printed neighbours are then the same on every CPU and thread count.
 
     Returns (model, tokenizer, counts (vocab,), the TrainResult of course_lib.training.train).
     """
@@ -34,7 +36,7 @@ def train_skipgram(stories: list[Story], d_model: int = 32, window: int = 4, neg
     centers, contexts, counts = story_pairs(stories, tokenizer, window)
     noise = noise_distribution(counts.float())                               # (vocab,)
     torch.manual_seed(seed)
-    model = SkipGram(SkipGramConfig(tokenizer.vocab_size, d_model))
+    model = SkipGram(SkipGramConfig(tokenizer.vocab_size, d_model)).to(dtype)
     g = torch.Generator().manual_seed(seed)
 
     def get_batch(step):
