@@ -30,26 +30,25 @@
 # %% [bootstrap]
 
 # %%
-import json
 import math
 import statistics
 
 import matplotlib.pyplot as plt
 import torch
-from safetensors import safe_open
-from torch import nn
 
 from course_lib import setup
 from course_lib.checks.ssm import check_discretize_zoh, check_fft_conv, check_kernel_powers
-from course_lib.s4 import (DenseSSM, SSMLayer, fit_kernel, hippo_legs, init_ssm, legs_memory,
-                           legs_reconstruct, load_ssm_classifier, long_range_batch, s4d_kernel,
+from course_lib.data.synthetic import long_range_batch
+from course_lib.experiments.ssm import (DenseSSM, discretization_errors, fit_kernel, load_dense_sweep,
+                                        load_ssm_classifier, rk4_states)
+from course_lib.s4 import (SSMLayer, hippo_legs, init_ssm, legs_memory, legs_reconstruct, s4d_kernel,
                            s4d_lin_init)
 from course_lib.source import show_source
-from course_lib.ssm import (causal_conv, discretize_bilinear, discretize_zoh,
+from course_lib.ssm import (causal_conv, discretize_bilinear, discretize_euler, discretize_zoh,
                             discretize_zoh_diag, fft_conv, ssm_kernel, ssm_kernel_powers,
                             ssm_recurrence)
 from course_lib.timing import median_time
-from course_lib.training import accuracy, data_dir, load_checkpoint
+from course_lib.training import accuracy
 from course_lib.viz.ssm import (kernel_and_eigenvalues, plot_eigenvalues, plot_kernel_magnitudes,
                                 ssm_kernel_explorer)
 
@@ -151,7 +150,7 @@ exact = step_response(*discretize_zoh(A, B, 0.01), int(T / 0.01))
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot(torch.arange(1, len(exact) + 1) * 0.01, exact, "k", lw=2, label="exact (fine ZOH)")
 k = torch.arange(1, int(T / coarse) + 1) * coarse
-euler = (torch.eye(n) + coarse * A, coarse * B)
+euler = discretize_euler(A, B, coarse)                         # (I + ΔA, ΔB)
 for name, (Ab, Bb), style in (("ZOH", discretize_zoh(A, B, coarse), "o"),
                               ("bilinear", discretize_bilinear(A, B, coarse), "s"),
                               ("Euler", euler, "x")):
@@ -166,6 +165,59 @@ plt.show()
 print("largest |eigenvalue| of Ā:", {name: round(torch.linalg.eigvals(M).abs().max().item(), 3)
       for name, M in (("ZOH", discretize_zoh(A, B, coarse)[0]),
                       ("bilinear", discretize_bilinear(A, B, coarse)[0]), ("Euler", euler[0]))})
+
+# %% [markdown]
+# ### Check: the discrete SSM converges to the continuous one as $\Delta \to 0$
+#
+# Section 1's SSM is an ODE, and a discretization is only worth its name if its states approach
+# the ODE's solution $h(t)$ as the step shrinks. Measure it. The input is constant on each unit
+# interval, $x(t) = x_j$ for $t \in (j, j+1]$ (eight intervals, values set in the cell), and
+# $\Delta = 2^{-5}, \dots, 2^{-9}$ (powers of two, so the input is also constant over every
+# step). The reference $h(t)$ comes from a *different* method, the classical fourth-order
+# Runge-Kutta integrator (RK4) at step $2^{-10}$, which only ever evaluates $h' = Ah + Bx$. What
+# theory says: ZOH solves the ODE **exactly** over a step with a constant input (only rounding
+# is left), bilinear is the trapezoidal rule (error $\propto \Delta^2$), Euler is first order
+# (error $\propto \Delta$). The observed order is $\log_2$ of the ratio of the errors at
+# $\Delta$ and $\Delta/2$.
+
+# %%
+show_source(rk4_states, discretization_errors)
+
+# %%
+values = torch.tensor([1.0, -0.5, 2.0, 0.0, 1.5, -1.0, 0.5, 1.0])   # x(t) on (0, 1], (1, 2], ...
+deltas = [2.0 ** -k for k in range(5, 10)]                           # 1/32 ... 1/512
+errors = discretization_errors(A, B, values, deltas)                 # rule -> max_k |h_k - h(kΔ)|
+orders = {rule: [math.log2(e / e_half) for e, e_half in zip(errs, errs[1:])]
+          for rule, errs in errors.items() if rule != "ZOH"}
+assert max(errors["ZOH"]) < 1e-8                                     # exact up to rounding
+print("ZOH:      max state error < 1e-8 at every Δ (exact for a held input)")
+for rule, errs in errors.items():
+    if rule != "ZOH":
+        print(f"{rule + ':':9s} max state error " + ", ".join(f"{e:.1e}" for e in errs)
+              + ";  observed order " + ", ".join(f"{o:.1f}" for o in orders[rule]))
+assert all(abs(o - 2) < 0.1 for o in orders["bilinear"]) and abs(orders["Euler"][-1] - 1) < 0.1
+
+# %%
+fig, ax = plt.subplots(figsize=(5, 3.3))
+for rule, style in (("ZOH", "o-"), ("bilinear", "s-"), ("Euler", "x-")):
+    ax.loglog(deltas, [max(e, 1e-16) for e in errors[rule]], style, label=rule)
+for order, rule in ((1, "Euler"), (2, "bilinear")):
+    ax.loglog(deltas, [errors[rule][0] * (d / deltas[0]) ** order for d in deltas], "k:", lw=0.8)
+ax.text(deltas[0], errors["ZOH"][0] * 30, "rounding", fontsize=8, ha="right")
+ax.set_xlabel("step Δ")
+ax.set_ylabel("max |h_k - h(kΔ)|")
+ax.set_title("convergence to the ODE solution (dotted: ∝ Δ and ∝ Δ²)", fontsize=9)
+ax.legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Bilinear halves its step and quarters its error: second order, as promised. Euler's observed
+# order starts above 1 at the largest $\Delta$ (there $|1 + \Delta\lambda|$ is close to 1 for the
+# slow oscillation, and the error is far from its asymptotic regime) and settles to 1. ZOH sits at
+# the rounding floor for every $\Delta$: for a held input it *is* the solution of the ODE, which is
+# why Mamba uses it for $\bar A$, and why one step of $\Delta$ equalled ten steps of $\Delta/10$
+# above.
 
 # %% [markdown]
 # ## 3. The recurrence: a linear RNN
@@ -389,12 +441,7 @@ plt.show()
 # how large the kernel gets on lags the training never saw, up to $8\times$ the trained length):
 
 # %%
-path = data_dir() / "ssm_dense_a.safetensors"
-with safe_open(str(path), framework="pt") as f:
-    sweep_config = json.loads(f.metadata()["config"])
-sweep = nn.ModuleDict({key: DenseSSM(torch.zeros(16, 16), torch.zeros(16, 1), torch.zeros(1, 16))
-                       for key in sweep_config["runs"]})
-load_checkpoint(sweep, path)
+sweep, sweep_meta = load_dense_sweep()                          # run name -> trained DenseSSM
 rows = {}
 with torch.no_grad():
     for key, model in sweep.items():
@@ -402,7 +449,7 @@ with torch.no_grad():
         loss = ((K_far[:1024] - K_target) ** 2).sum() / (K_target ** 2).sum()
         rows[key] = (loss.item(), model.spectral_radius(),
                      (K_far[1024:].abs().max() / K_far[:1024].abs().max()).item())
-for start, live in zip(sweep_config["inits"], trained.values()):   # the live run is seed 0, lr 0.01
+for start, live in zip(sweep_meta["config"]["train"]["inits"], trained.values()):  # live: seed 0, lr 0.01
     torch.testing.assert_close(sweep[f"{start}_seed0_lr1"].A, live.A, rtol=1e-6, atol=1e-8)
     runs = [v for k, v in rows.items() if k.startswith(start + "_")]
     print(f"{start:7s} ({len(runs)} runs): loss median {statistics.median(r[0] for r in runs):.3g} "
@@ -586,6 +633,15 @@ print("Δ per channel:", [round(v, 4) for v in torch.exp(layer.log_delta).tolist
 # %% [markdown]
 # ## 11. Experiment: seeing 1,000 steps back
 #
+# **Where this comes from.** Long-range benchmarks test exactly this: an answer that depends on
+# tokens thousands of steps away. The Long Range Arena (Tay et al., 2021) collects six such tasks,
+# and its hardest, **Path-X**, asks whether two marked points of a 128 × 128 image are joined by
+# a dashed path, with the image read pixel by pixel as one sequence of 16,384 tokens (Tay et al.,
+# 2021). Every model in the LRA paper failed it, scoring no better than chance (Tay et al., 2021,
+# Table 1). S4 was, in its authors' words, "the first model to solve the difficult LRA Path-X
+# task (length-16384)" (Gu et al., 2022, Table 4). Our task is a toy of the same kind, sized
+# for a CPU:
+#
 # The task (`long_range_batch`): sequences of **1024 tokens**. The class (one of 8) appears
 # only among the **first 128** positions, as scattered copies of a class token; every other
 # position is noise. The model reads its answer at the **last** position, so the evidence lies
@@ -613,11 +669,11 @@ print(f"the class tokens sit in the first {1024 // 8} positions: at least {1024 
 # %%
 models, info = {}, {}
 for name in ("ssm_long", "ssm_local"):
-    models[name], info[name] = load_ssm_classifier(data_dir() / f"{name}.safetensors")
-task = {k: info["ssm_long"]["config"][k] for k in ("length", "n_classes", "n_noise", "span")}
+    models[name], info[name] = load_ssm_classifier(name)
+task, recipe = info["ssm_long"]["config"]["task"], info["ssm_long"]["config"]["train"]
 tokens_test, labels_test = long_range_batch(256, task["length"], task["n_classes"], task["n_noise"],
                                             task["span"], generator=torch.Generator().manual_seed(2024))
-config = info["ssm_long"]["config"]
+config = info["ssm_long"]["config"]["model"]
 print(f"both models: {config['n_layers']} SSM layers, d = {config['d_model']} channels, "
       f"n = {config['d_state']} complex modes per channel (= {2 * config['d_state']} real state dimensions)")
 results = {}
@@ -627,8 +683,8 @@ with torch.no_grad():
         results[name] = accuracy(logits, labels_test)
         m = info[name]["metrics"]
         print(f"{name:10s} accuracy on 256 fresh sequences {results[name]:.3f}   (the script measured "
-              f"{m['test_accuracy']:.3f} on its 512; {m['params']} parameters, {m['steps']} steps of "
-              f"batch {m['batch']}, trained in {m['train_seconds']:.0f} s)")
+              f"{m['test_accuracy']:.3f} on its 512; {m['params']} parameters, {recipe['steps']} steps "
+              f"of batch {recipe['batch']}, trained in {m['train_wall_s']:.0f} s of wall time)")
 chance = 1 / task["n_classes"]
 print(f"chance: {chance:.3f} (standard error of an accuracy measured on 256 sequences at chance: "
       f"{math.sqrt(chance * (1 - chance) / 256):.3f})")
@@ -636,8 +692,8 @@ assert results["ssm_long"] > 0.9 and results["ssm_local"] < 0.3
 
 # %%
 with torch.no_grad():
-    K_long = models["ssm_long"].layers[0].kernel(1024)         # (d, l)
-    K_local = models["ssm_local"].layers[0].kernel(1024)
+    K_long = models["ssm_long"].layers[0].ssm.kernel(1024)     # (d, l)
+    K_local = models["ssm_local"].layers[0].ssm.kernel(1024)
 fig, axes = plt.subplots(1, 2, figsize=(10, 2.8), sharey=True)
 for ax, K, title in ((axes[0], K_long, "long model, layer 1"), (axes[1], K_local, "local model, layer 1")):
     for c in range(0, 32, 4):
@@ -709,9 +765,11 @@ check_kernel_powers(my_kernel_powers)
 # - An SSM layer = $d$ independent SSMs + linear mixing + GELU; stacked with residual
 #   connections, it solves a task that needs 1000 steps of memory where a local-kernel model
 #   stays at chance.
-# - Now in `course_lib.ssm`: `discretize_zoh`, `discretize_bilinear`, `discretize_zoh_diag`,
-#   `ssm_recurrence`, `ssm_kernel`, `causal_conv`, `fft_conv`; in `course_lib.s4`: `hippo_legs`,
-#   `legs_memory`, `s4d_kernel`, `DenseSSM`, `fit_kernel`, `SSMLayer`, `SSMClassifier`.
+# - Now in `course_lib.ssm`: `discretize_zoh`, `discretize_bilinear`, `discretize_euler`,
+#   `discretize_zoh_diag`, `ssm_recurrence`, `ssm_kernel`, `causal_conv`, `fft_conv`; in
+#   `course_lib.s4`: `hippo_legs`, `legs_memory`, `s4d_kernel`, `SSMLayer`; this notebook's
+#   experiments (`DenseSSM`, `fit_kernel`, `discretization_errors`, `SSMClassifier`) are in
+#   `course_lib.experiments.ssm`.
 #
 # **Next:** every SSM here is *time-invariant*: the same $\bar A, \bar B$ at every token, so it
 # cannot decide to remember one token and ignore another. Notebook
