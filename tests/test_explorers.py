@@ -83,6 +83,19 @@ def _selection():
 
 
 # "module.function" -> () -> (args, kwargs): small inputs for factories that need them.
+def _neighbours_args():
+    vectors = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    return (vectors, list("abcdef"), ["a", "c", "f"]), {"allowed": torch.tensor([1, 1, 1, 0, 1, 1]).bool()}
+
+
+def _alignment():
+    w = torch.rand(4, 5, generator=torch.Generator().manual_seed(0)).softmax(-1)
+    return {"one": {"weights": w, "x_labels": list("abcde"), "y_labels": list("wxyz"),
+                    "gold": torch.tensor([0, 2, 1, -1])},
+            "peaked": {"weights": (w * 50).softmax(-1), "x_labels": list("abcde"),
+                       "y_labels": list("wxyz"), "gold": torch.tensor([4, 3, 2, 1])}}
+
+
 BUILDERS = {
     "attention.attention_scores_explorer": lambda: ((_attention_scores(),), {}),
     "attention.attention_weights_explorer": lambda: ((_attention_weights(),), {}),
@@ -90,6 +103,8 @@ BUILDERS = {
     "gpt.sampling_explorer": _gpt_args,
     "transformer.decoding_explorer": _decoding_args,
     "mamba.selection_explorer": lambda: ((_selection(),), {}),
+    "word_vectors.neighbours_explorer": _neighbours_args,
+    "rnn.alignment_explorer": lambda: ((_alignment(),), {}),
 }
 
 
