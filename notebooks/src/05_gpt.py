@@ -13,7 +13,8 @@
 # Papers: Radford et al., *Improving Language Understanding by Generative Pre-Training* (GPT,
 # 2018); Radford et al., *Language Models are Unsupervised Multitask Learners* (GPT-2, 2019);
 # Fan et al., *Hierarchical Neural Story Generation* (top-k, 2018); Holtzman et al., *The Curious
-# Case of Neural Text Degeneration* (top-p, 2020).
+# Case of Neural Text Degeneration* (top-p, 2020); Brown et al., *Language Models are Few-Shot
+# Learners* (GPT-3, 2020); Olsson et al., *In-context Learning and Induction Heads* (2022).
 
 # %% [markdown]
 # **Learning goals.** After this notebook you can
@@ -21,7 +22,8 @@
 # 2. **implement** a GPT from `course_lib` layers and **verify** it against `nn.TransformerEncoder`,
 # 3. **measure** a trained model's loss against the corpus' entropy floor,
 # 4. **compare** greedy, temperature, top-k and top-p sampling, and explore them interactively,
-# 5. **verify** and **time** the KV cache, and **derive** the GPT-2 family's parameter counts.
+# 5. **verify** and **time** the KV cache, and **derive** the GPT-2 family's parameter counts,
+# 6. **load** GPT-2's real weights into the same code and **find** its induction heads.
 
 # %% [bootstrap]
 
@@ -30,6 +32,7 @@ import math
 
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import display
 
 from course_lib import setup
 from course_lib.attention import ConcatKVCache, KVCache, MultiHeadAttention, causal_mask
@@ -37,11 +40,14 @@ from course_lib.checks.gpt import (check_cached_causal_mask, check_next_token_lo
                                    check_param_count, check_top_k_filter, check_top_p_filter)
 from course_lib.data.stories import NAMES, corpus_splits, entropy_rate, story_nll
 from course_lib.data.tokenizer import build_tokenizer
-from course_lib.experiments.gpt import (encode_stories, evaluate_loss, load_gpt, random_batch,
-                                        token_nll)
+from course_lib.experiments.gpt import (encode_stories, evaluate_loss, head_scores, load_gpt,
+                                        random_batch, real_model_demo, real_model_explorer,
+                                        real_model_lines, token_nll)
 from course_lib.gpt import (GPT, GPT2_FAMILY, GPTConfig, apply_temperature, generate,
                             next_token_loss, next_token_probs, param_count, top_k_filter,
                             top_p_filter, torch_reference)
+from course_lib.pretrained import find_pretrained, unavailable_line
+from course_lib.pretrained.gpt2 import gpt2_mapping
 from course_lib.source import show_source
 from course_lib.timing import median_time
 from course_lib.training import train
@@ -492,7 +498,66 @@ from course_lib.viz.bertviz import head_view
 head_view(maps[:, 0], words)
 
 # %% [markdown]
-# ## 9. Exercises
+# ## 9. The real thing: GPT-2 124M in our `GPT`
+#
+# Nothing above is a toy version of GPT-2: it *is* GPT-2's architecture. GPT-2 (Radford et
+# al., 2019) is this `GPT` with $d = 768$, $L = 12$, $n_h = 12$, a vocabulary of 50257 BPE
+# tokens, 1024 positions and GELU in its tanh form (`GPTConfig.gpt2()`). Its published weights
+# fit our modules one to one; the only layout difference is that GPT-2 stores its projections
+# as `Conv1D` weights of shape (in, out), the transpose of `nn.Linear`'s (out, in).
+# `course_lib.pretrained.gpt2` maps every tensor, and `assign_weights` checks every key and
+# shape before it touches the model (nothing is ever half-loaded). The tests build
+# `transformers`' `GPT2LMHeadModel` from random weights for several sizes and assert the same
+# logits (to float precision) and the same greedy tokens with our KV cache.
+
+# %%
+show_source(gpt2_mapping)
+
+# %% [markdown]
+# **Two heads to look for.** On a sequence of random tokens repeated twice, $r_1 \dots r_n\,
+# r_1 \dots r_n$, nothing is predictable in the first copy, and everything is in the second, if
+# the model can *copy*: at position $i$ of the second copy, find the earlier occurrence of the
+# current token ($i - n$) and read the token that followed it ($i - n + 1$). That is an
+# **induction head** (Olsson et al., 2022), and it needs a **previous-token head** in an
+# earlier layer (each position learns which token came before it). We score every head by
+# the attention it pays to those two places,
+#
+# $$ s_{\text{prev}} = \operatorname{mean}_{i \ge 1} A_{i,\,i-1}, \qquad s_{\text{ind}} = \operatorname{mean}_{i > n} A_{i,\,i-n+1}, $$
+#
+# each between 0 and 1; on random tokens nothing else explains a high score.
+
+# %%
+show_source(head_scores)
+
+# %% [markdown]
+# The weights are an optional download (`python tools/fetch_pretrained.py gpt2`, half a
+# gigabyte, checked by SHA-256). Without them the cells below print one line and the notebook goes on.
+# With them: GPT-2 writes a continuation with the course's sampler and KV cache, and the two
+# heads are found and shown in the explorer and in bertviz.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+folder = find_pretrained("gpt2")
+if folder is None:
+    print(unavailable_line("gpt2"))
+else:
+    real = real_model_demo(folder)
+    print("\n".join(real_model_lines(real)))
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+if folder is not None:
+    real_explorer, real_tokens = real_model_explorer(real)
+    display(real_explorer)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+if folder is not None:
+    head_view(real["maps"][:, 0], real_tokens,
+              layers=sorted({real["previous_head"][0], real["induction_head"][0]}))
+
+# %% [markdown]
+# ## 10. Exercises
 # Each checker says *passed*, *what differs*, or *not implemented yet*. Replace
 # `raise NotImplementedError` with your code and re-run the cell.
 #
@@ -567,6 +632,8 @@ check_param_count(my_param_count)
 #   (it still reads every cached key). Preallocating the cache keeps its copying $O(T)$.
 # - GPT-2 sizes follow $Vd + Td + L(12d^2 + 13d) + 2d$; GPT-3 175B is the same formula at
 #   $L = 96$, $d = 12288$.
+# - GPT-2's published weights load into the same `GPT` (`pretrained.gpt2`); on repeated random
+#   tokens, a previous-token score and an induction score find the heads that copy.
 # - Now in `course_lib`: `gpt` (model, loss, sampling, generation), `data.stories`,
 #   `data.tokenizer`, `viz.gpt`, `checks.gpt`, and the story experiment in `experiments.gpt`.
 #
