@@ -109,6 +109,18 @@ def _bert_float_ids(cls):
     return model(torch.zeros(1, 3))
 
 
+def _skipgram_ids(cls):
+    from course_lib.word_vectors import SkipGramConfig
+
+    return cls(SkipGramConfig(vocab_size=5, d_model=4))(torch.tensor([0, 7]))
+
+
+def _rnn_empty_row(cls):
+    from course_lib.rnn import RNNSeq2SeqConfig
+
+    return cls(RNNSeq2SeqConfig(6, 6, d_model=4)).encode(torch.tensor([[0, 0], [1, 2]]))
+
+
 CASES = [
     # core
     Case("setup threads", "course_lib", "setup", lambda f: f(threads=0, verbose=False),
@@ -127,6 +139,34 @@ CASES = [
          lambda f: f(torch.tensor([0, 1])), r"expected shape \(b, t\).*received \(2,\)"),
     Case("right_pad too long", "course_lib", "right_pad",
          lambda f: f([[1, 2, 3]], 0, length=2), r"expected rows of at most 2 ids, received 3"),
+    # word vectors and RNNs (00)
+    Case("SkipGram id range", "course_lib.word_vectors", "SkipGram", _skipgram_ids,
+         r"centers: expected token ids in \[0, 5\), received min 0, max 7"),
+    Case("skipgram_pairs window", "course_lib.word_vectors", "skipgram_pairs",
+         lambda f: f([[1, 2]], 0), r"window must be a positive int, received 0"),
+    Case("negative_sampling_objective k", "course_lib.word_vectors", "negative_sampling_objective",
+         lambda f: f(T(2, 4), T(2, 4), T(2, 3, 5)), r"u_n: expected shape \(b, k, d\).*received \(2, 3, 5\)"),
+    Case("noise_distribution negative", "course_lib.word_vectors", "noise_distribution",
+         lambda f: f(torch.tensor([2.0, -1.0])), r"expected non-negative counts.*received min -1"),
+    Case("nearest_neighbours id", "course_lib.word_vectors", "nearest_neighbours",
+         lambda f: f(T(3, 2), 5), r"word_id: expected an id in \[0, 3\), received 5"),
+    Case("analogy id", "course_lib.word_vectors", "analogy",
+         lambda f: f(T(3, 2), 0, 1, 9), r"expected ids in \[0, 3\), received \(0, 1, 9\)"),
+    Case("gru_cell weight width", "course_lib.rnn", "gru_cell",
+         lambda f: f(T(2, 3), T(2, 4), T(12, 5), T(12, 4), T(12), T(12)),
+         r"weight_ih: expected shape \(12, 3\).*received \(12, 5\)"),
+    Case("attend mask dtype", "course_lib.rnn", "attend",
+         lambda f: f(lambda q, k: k.sum(-1), T(1, 2), T(1, 3, 2), T(1, 3, 2), T(1, 3)),
+         r"mask: expected a bool tensor \(b, s\), received torch.float32"),
+    Case("attend values length", "course_lib.rnn", "attend",
+         lambda f: f(torch.nn.Identity(), T(1, 2), T(1, 3, 2), T(1, 4, 2)),
+         r"values: expected shape \(b, s, dv\).*received \(1, 4, 2\)"),
+    Case("make_score unknown", "course_lib.rnn", "make_score", lambda f: f("general", 4),
+         r"expected one of \('dot'.*received 'general'"),
+    Case("RNNSeq2SeqConfig attention", "course_lib.rnn", "RNNSeq2SeqConfig",
+         lambda f: f(4, 4, attention="luong"), r"expected 'none' or one of .*received 'luong'"),
+    Case("RNNSeq2Seq empty source", "course_lib.rnn", "RNNSeq2Seq", _rnn_empty_row,
+         r"src: expected at least one non-padding token per row, received an empty row at index 0"),
     # attention (01)
     Case("attention_naive qk width", "course_lib.attention", "attention_naive",
          lambda f: f(T(1, 3, 4), T(1, 5, 6), T(1, 5, 6)), r"expected.*received"),
