@@ -24,11 +24,16 @@ from torch import nn
 from course_lib import IGNORE_INDEX, check_token_ids
 from course_lib.mamba import MambaConfig, MambaLM
 from course_lib.positional import SinusoidalPositional
+from course_lib.pretrained.mamba import MAMBA_130M, load_mamba
+from course_lib.scan import trace_scan
+from course_lib.timing import median_time
 from course_lib.training import load_model as _load_checkpoint
 from course_lib.transformer import EncoderLayer
+from course_lib.viz.mamba import selection_explorer
 
 __all__ = ["AttentionLMConfig", "AttentionLM", "build_model", "load_model", "model_config",
-           "scored_loss", "last_token_accuracy", "scan_inputs", "state_write"]
+           "scored_loss", "last_token_accuracy", "scan_inputs", "state_write", "real_model_demo",
+           "real_model_lines", "real_model_explorer"]
 
 REBUILD = "python tools/train_mamba.py"
 
@@ -120,3 +125,73 @@ def state_write(seen: dict) -> torch.Tensor:
     """‖B̄_t x_t‖ = Δ_t |x_t| ‖B_t‖ per token and channel (Euler B̄ = ΔB), from one layer of
     ``MambaLM.ssm_inputs``: (b, l, d)."""
     return seen["delta"] * seen["x"].abs() * seen["B"].norm(dim=-1, keepdim=True)
+
+
+def _state_bytes(states: list) -> int:
+    """Bytes of MambaLM's recurrent state: per layer (conv inputs, h)."""
+    return sum(t.numel() * t.element_size() for state in states for t in state)
+
+
+@torch.no_grad()
+def real_model_demo(folder: str | Path, prompt: str = "The capital of France is Paris. The "
+                    "capital of Italy is", n_new: int = 20) -> dict:
+    """What notebook 07's last section runs on a Mamba folder (real weights, or a test's tiny
+    random checkpoint): load it into the course's MambaLM, generate greedily with the recurrent
+    ``step`` (checked against the parallel scan's argmax), measure the memory one step makes at
+    the first and at the last position, and read Δ of every layer on the prompt."""
+    from tokenizers import Tokenizer        # the package of Mamba's tokenizer.json (optional extra)
+
+    folder = Path(folder)
+    model, tokenizer = load_mamba(folder), Tokenizer.from_file(str(folder / "tokenizer.json"))
+    ids = torch.tensor([tokenizer.encode(prompt).ids])                  # (1, l)
+    l, outs = ids.shape[1], []
+    seconds = median_time(lambda: outs.append(model.generate(ids, n_new)), repeats=1, warmup=0)
+    out = outs[0]                                                       # (1, l + n_new)
+    logits, deltas = model(out, need_deltas=True)                       # the parallel scan
+    assert torch.equal(logits[0, l - 1:-1].argmax(-1), out[0, l:]), "step != scan greedy tokens"
+    states, step_bytes, state_bytes = model.init_state(1), {}, {}
+    for t in range(out.shape[1]):                                       # memory of one step
+        if t in (0, out.shape[1] - 1):
+            step = lambda t=t, states=states: model.step(out[:, t], states)   # noqa: E731
+            step_bytes[t + 1] = trace_scan(step)["forward_peak"]
+        _, states = model.step(out[:, t], states)
+        state_bytes[t + 1] = _state_bytes(states)
+    nll = F.cross_entropy(logits[0, :l - 1], out[0, 1:l]).item()       # on the prompt
+    real = {"model": model, "tokenizer": tokenizer, "ids": ids, "out": out,
+            "tokens": [tokenizer.id_to_token(int(i)) for i in ids[0]],
+            "generated": tokenizer.decode(out[0, l:].tolist()), "seconds_per_token":
+            seconds / (out.shape[1] - 1), "step_bytes": step_bytes, "state_bytes": state_bytes,
+            "prompt_nll": nll, "deltas": torch.stack([d[0, :l] for d in deltas]),   # (layers, l, d)
+            "A": torch.stack([-torch.exp(b.A_log) for b in model.layers])}        # (layers, d, n)
+    if model.config == MAMBA_130M:                    # what only the real weights can show
+        assert nll < 6.0, f"prompt loss {nll:.2f} nats: not the trained mamba-130m?"
+    return real
+
+
+def real_model_lines(real: dict) -> list[str]:
+    """The lines notebook 07 prints about ``real_model_demo``'s result."""
+    c, (first, last) = real["model"].config, sorted(real["step_bytes"])
+    n = real["out"].shape[1]
+    kv = 2 * c.n_layers * n * c.d_model * 4                             # K and V, float32
+    per_token = real["deltas"].mean(-1)                                 # (layers, l) mean Δ
+    rel = (per_token / per_token.mean(-1, keepdim=True)).mean(0)        # (l,) over the layers
+    top = rel.topk(min(3, rel.shape[0])).indices.tolist()
+    return [f"Mamba folder in the course's MambaLM: {c.n_layers} layers, d_model {c.d_model}, "
+            f"d_state {c.d_state}, vocabulary {c.vocab_size}",
+            f"greedy, recurrent step (== the parallel scan's argmax): ...{real['generated']}",
+            f"prompt loss {real['prompt_nll']:.2f} nats per token; "
+            f"{real['seconds_per_token'] * 1e3:.0f} ms per token on this machine",
+            f"recurrent state: {real['state_bytes'][first] / 2**20:.2f} MiB after token {first}, "
+            f"{real['state_bytes'][last] / 2**20:.2f} MiB after token {last}; one step allocates "
+            f"{real['step_bytes'][first] / 2**20:.2f} MiB at token {first} and "
+            f"{real['step_bytes'][last] / 2**20:.2f} MiB at token {last}",
+            f"(a Transformer's KV cache of the same depth and width would hold "
+            f"{kv / 2**20:.2f} MiB at token {n}, and grow with every token)",
+            "largest mean Δ (relative to the layer's mean), over all layers: "
+            + ", ".join(f"{real['tokens'][i]!r} {rel[i]:.2f}" for i in top)]
+
+
+def real_model_explorer(real: dict):
+    """The selection explorer of §6 on the real sentence: Δ, keep, write of every layer."""
+    return selection_explorer({"real sentence": {"tokens": real["tokens"],
+                                                 "deltas": real["deltas"], "A": real["A"]}})
