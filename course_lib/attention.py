@@ -29,7 +29,7 @@ from torch import nn
 
 from course_lib import ShapeError, check_shapes
 
-__all__ = ["attention_naive", "attention", "causal_mask", "padding_mask", "split_heads",
+__all__ = ["attention_naive", "attention", "attention_tiled", "causal_mask", "padding_mask", "split_heads",
            "merge_heads", "MultiHeadAttention", "KVCache", "ConcatKVCache", "check_mask"]
 
 
@@ -126,6 +126,61 @@ def attention(q, k, v, mask=None, scale: float | None = None, is_causal: bool = 
         raise ValueError("pass either is_causal=True or a mask, not both")
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
                                           scale=scale)
+
+
+def attention_tiled(q, k, v, mask=None, scale: float | None = None, is_causal: bool = False,
+                    block_size: int = 128):
+    """FlashAttention's idea in plain PyTorch: exact attention, one (B, B) tile of scores at a time.
+
+    Dao et al. (2022), Algorithm 1, in the loop order of Dao (2023) (FlashAttention-2,
+    Algorithm 1): for each query block, stream the key/value blocks and keep the online softmax
+    (Milakov & Gimelshein 2018) statistics, a running row max m and normaliser ℓ:
+
+        S = q_i k_jᵀ·scale,  m' = max(m, rowmax S),  P = exp(S − m'),
+        ℓ' = e^(m − m') ℓ + rowsum P,   o' = e^(m − m') o + P v_j,   out_i = o / ℓ
+
+    Only O(t·B) numbers are alive at once instead of the (t, s) weights: memory O(t), not O(t²).
+    Official (CUDA): Dao-AILab/flash-attention, ``csrc/flash_attn``. Same signature and result
+    as ``attention``: q (..., t, dh), k (..., s, dh), v (..., s, dv) -> (..., t, dv).
+    """
+    target = _check_qkv(q, k, v, mask)
+    if is_causal and mask is not None:
+        raise ValueError("pass either is_causal=True or a mask, not both")
+    if not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+    t, s = target[-2], target[-1]
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    mask = None if mask is None else mask.expand(target)             # a view: no (t, s) copy
+    blocks = []
+    for i in range(0, t, block_size):
+        q_i = q[..., i:i + block_size, :] * scale                     # (..., Bq, dh)
+        m = q_i.new_full(q_i.shape[:-1], float("-inf"))               # (..., Bq) running max
+        l = q_i.new_zeros(q_i.shape[:-1])                             # (..., Bq) normaliser ℓ
+        o = q_i.new_zeros(*q_i.shape[:-1], v.shape[-1])               # (..., Bq, dv)
+        for j in range(0, s, block_size):
+            scores = q_i @ k[..., j:j + block_size, :].transpose(-2, -1)   # (..., Bq, Bk)
+            keep = _tile_mask(mask, is_causal, i, j, scores.shape[-2:], t, s, q.device)
+            if keep is not None:
+                scores = scores.masked_fill(~keep, float("-inf"))
+            m_new = torch.maximum(m, scores.amax(-1))                  # (..., Bq)
+            m_safe = m_new.masked_fill(m_new == float("-inf"), 0.0)    # a row with no key yet
+            p = torch.exp(scores - m_safe[..., None])                  # (..., Bq, Bk)
+            alpha = torch.exp(m - m_safe)                              # (..., Bq) rescales the past
+            l = alpha * l + p.sum(-1)                                  # (..., Bq)
+            o = alpha[..., None] * o + p @ v[..., j:j + block_size, :]  # (..., Bq, dv)
+            m = m_new
+        blocks.append(o / l[..., None])                                # (..., Bq, dv)
+    return torch.cat(blocks, dim=-2)                                   # (..., t, dv)
+
+
+def _tile_mask(mask, is_causal: bool, i: int, j: int, size, t: int, s: int, device):
+    """The (Bq, Bk) part of the mask for query block i, key block j (None: all visible)."""
+    if mask is not None:
+        return mask[..., i:i + size[0], j:j + size[1]]
+    if not is_causal:
+        return None
+    rows = torch.arange(i, i + size[0], device=device)[:, None] + (s - t)   # (Bq, 1)
+    return torch.arange(j, j + size[1], device=device)[None, :] <= rows      # (Bq, Bk)
 
 
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:

@@ -7,8 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.attention import (ConcatKVCache, KVCache, MultiHeadAttention, attention,
-                                  attention_naive, causal_mask, merge_heads, padding_mask,
-                                  split_heads)
+                                  attention_naive, attention_tiled, causal_mask, merge_heads,
+                                  padding_mask, split_heads)
+from course_lib.checks.attention import check_merge_softmax_stats, reference_merge_softmax_stats
+from course_lib.experiments.attention import attention_memory_rows, peak_tensor_bytes
 
 
 @pytest.fixture
@@ -183,3 +185,70 @@ def test_split_merge_roundtrip():
 def test_bad_input_raises_clear_valueerror(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# ---------------------------------------------------------------- tiled attention (FlashAttention's idea)
+@pytest.mark.parametrize("t, s, block", [(1, 1, 1), (7, 7, 3), (64, 64, 16), (10, 13, 4), (30, 30, 128)])
+def test_tiled_equals_sdpa_with_and_without_masks(t, s, block):
+    g = torch.Generator().manual_seed(t * 100 + s)
+    q, k, v = torch.randn(2, 3, t, 8, generator=g), torch.randn(2, 3, s, 8, generator=g), \
+        torch.randn(2, 3, s, 5, generator=g)
+    torch.testing.assert_close(attention_tiled(q, k, v, block_size=block),
+                               F.scaled_dot_product_attention(q, k, v))
+    torch.testing.assert_close(attention_tiled(q, k, v, is_causal=True, block_size=block),
+                               F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(t, s)))
+    keep = torch.rand(2, 1, t, s, generator=g) > 0.5
+    keep[..., 0] = True                                                  # every row sees a key
+    torch.testing.assert_close(attention_tiled(q, k, v, mask=keep, block_size=block),
+                               F.scaled_dot_product_attention(q, k, v, attn_mask=keep))
+    torch.testing.assert_close(attention_tiled(q, k, v, scale=0.3, block_size=block),
+                               F.scaled_dot_product_attention(q, k, v, scale=0.3))
+
+
+def test_tiled_gradients_equal_sdpa():
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(1, 2, 37, 8, generator=g, requires_grad=True) for _ in range(3))
+    ours = torch.autograd.grad(attention_tiled(q, k, v, is_causal=True, block_size=8).pow(2).sum(),
+                               (q, k, v))
+    ref = torch.autograd.grad(F.scaled_dot_product_attention(q, k, v, is_causal=True).pow(2).sum(),
+                              (q, k, v))
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b)
+
+
+def test_peak_memory_naive_quadratic_tiled_linear():
+    assert peak_tensor_bytes(lambda: torch.zeros(1000)) == 4000
+    assert peak_tensor_bytes(lambda: [torch.zeros(10) for _ in range(3)][-1]) == 120   # all alive
+    assert peak_tensor_bytes(lambda: torch.zeros(100).sum()) == 404    # input alive beside its sum
+
+    rows = attention_memory_rows({"naive": lambda q, k, v: attention_naive(q, k, v)[0],
+                                  "tiled": lambda q, k, v: attention_tiled(q, k, v, block_size=64)},
+                                 [128, 512], d_head=16)
+    small, large = rows
+    assert large["naive"] / small["naive"] > 15                          # 4x longer: ~16x memory
+    assert large["tiled"] / small["tiled"] < 4                           # at most linear
+    assert small["naive"] >= 2 * 128 * 128 * 4                           # scores + weights, float32
+    assert rows == attention_memory_rows({"naive": lambda q, k, v: attention_naive(q, k, v)[0],
+                                          "tiled": lambda q, k, v: attention_tiled(q, k, v, block_size=64)},
+                                         [128, 512], d_head=16)             # exact: same every run
+
+
+def test_tiled_bad_input():
+    q = torch.randn(1, 4, 8)
+    with pytest.raises(ValueError, match="block_size must be a positive int, got 0"):
+        attention_tiled(q, q, q, block_size=0)
+    with pytest.raises(ValueError, match="either is_causal=True or a mask"):
+        attention_tiled(q, q, q, mask=causal_mask(4), is_causal=True)
+    with pytest.raises(ValueError, match="same width dh"):
+        attention_tiled(q, torch.randn(1, 4, 6), q)
+
+
+def test_merge_softmax_stats_checker():
+    assert check_merge_softmax_stats(reference_merge_softmax_stats).passed
+    wrong = check_merge_softmax_stats(lambda m1, l1, m2, l2: (torch.maximum(m1, m2), l1 + l2))
+    assert wrong.status == "failed" and "max abs diff" in wrong.message
+
+    def todo(m1, l1, m2, l2):
+        raise NotImplementedError
+
+    assert check_merge_softmax_stats(todo).status == "not implemented yet"

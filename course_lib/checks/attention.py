@@ -7,7 +7,7 @@ from course_lib.attention import attention_naive, causal_mask, padding_mask, spl
 from course_lib.checks import CheckResult, run_check
 
 __all__ = ["check_causal_mask", "check_single_head_attention", "check_split_heads",
-           "check_padding_mask"]
+           "check_padding_mask", "check_merge_softmax_stats", "reference_merge_softmax_stats"]
 
 
 def _cases_qkv():
@@ -41,3 +41,25 @@ def check_padding_mask(fn) -> CheckResult:
     """fn(lengths, s) -> bool (b, 1, 1, s), True on the first lengths[i] keys of sequence i."""
     cases = [(torch.tensor([3, 1]), 4), (torch.tensor([5]), 5), (torch.tensor([2, 4, 1]), 6)]
     return run_check("padding_mask", fn, padding_mask, cases)
+
+
+def reference_merge_softmax_stats(m1, l1, m2, l2):
+    """Online softmax: the (max, normaliser) of two score blocks from each block's own.
+
+    m = max(m1, m2),  ℓ = ℓ1·e^(m1 − m) + ℓ2·e^(m2 − m)   (ℓ = Σ e^(score − m) over the block)
+    """
+    m = torch.maximum(m1, m2)
+    return m, l1 * torch.exp(m1 - m) + l2 * torch.exp(m2 - m)
+
+
+def check_merge_softmax_stats(fn) -> CheckResult:
+    """fn(m1, l1, m2, l2) -> (m, l): the statistics of two blocks of scores seen as one."""
+    g = torch.Generator().manual_seed(5)
+    cases = []
+    for rows, n1, n2 in ((1, 3, 4), (5, 2, 7), (4, 6, 1)):
+        a, b = torch.randn(rows, n1, generator=g) * 4, torch.randn(rows, n2, generator=g) * 4
+        m1, m2 = a.amax(-1), b.amax(-1)
+        cases.append((m1, torch.exp(a - m1[:, None]).sum(-1), m2, torch.exp(b - m2[:, None]).sum(-1)))
+    empty = torch.tensor([float("-inf"), 0.5]), torch.tensor([0.0, 1.0])   # no key seen yet
+    cases.append((*empty, torch.tensor([1.0, -2.0]), torch.tensor([2.0, 3.0])))
+    return run_check("merge_softmax_stats", fn, reference_merge_softmax_stats, cases)

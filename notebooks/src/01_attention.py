@@ -9,14 +9,16 @@
 # state-space models (06, 07) are best understood as a different answer to the same question.
 #
 # Papers: Bahdanau, Cho & Bengio, *Neural Machine Translation by Jointly Learning to Align and
-# Translate* (2015); Vaswani et al., *Attention Is All You Need* (2017).
+# Translate* (2015); Vaswani et al., *Attention Is All You Need* (2017); Dao et al.,
+# *FlashAttention: Fast and Memory-Efficient Exact Attention with IO-Awareness* (2022).
 
 # %% [markdown]
 # **Learning goals.** After this notebook you can
 # 1. **derive** scaled dot-product attention from a soft database lookup,
 # 2. **implement** it, with masks and multiple heads, and **verify** it against PyTorch
 #    (`F.scaled_dot_product_attention`, `nn.MultiheadAttention`),
-# 3. **measure** why the scores are divided by √d_k,
+# 3. **measure** why the scores are divided by √d_k, and how tiling with an online softmax
+#    (FlashAttention's idea) turns attention's O(t²) memory into O(t),
 # 4. **visualize** attention maps and explore them interactively,
 # 5. **train** a tiny attention model that solves associative recall, and read its attention map.
 
@@ -31,11 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib import IGNORE_INDEX, setup
-from course_lib.attention import (MultiHeadAttention, attention, attention_naive, causal_mask,
-                                  merge_heads, padding_mask, split_heads)
-from course_lib.checks.attention import (check_causal_mask, check_padding_mask,
-                                         check_single_head_attention, check_split_heads)
+from course_lib.attention import (MultiHeadAttention, attention, attention_naive, attention_tiled,
+                                  causal_mask, merge_heads, padding_mask, split_heads)
+from course_lib.checks.attention import (check_causal_mask, check_merge_softmax_stats,
+                                         check_padding_mask, check_single_head_attention,
+                                         check_split_heads)
 from course_lib.data.synthetic import associative_recall
+from course_lib.experiments.attention import attention_memory_rows, peak_tensor_bytes
 from course_lib.source import show_source
 from course_lib.training import accuracy, train
 from course_lib.viz import plot_attention, plot_heads
@@ -340,6 +344,95 @@ print(f"naive {t_naive * 1e3:.0f} ms, fused {t_fused * 1e3:.0f} ms, "
       f"fused is {t_naive / t_fused:.1f}x faster (1 thread; `python benchmarks/run.py` for more)")
 
 # %% [markdown]
+# ### FlashAttention's idea, from scratch: tiles and the online softmax
+#
+# How can a kernel compute softmax over a row it never holds in memory? Split the keys into
+# blocks of $B$. For one query row, keep two running numbers over the blocks seen so far: the
+# maximum score $m$ and the normaliser $\ell = \sum e^{s_j - m}$, plus the unnormalised output
+# $o = \sum e^{s_j - m} v_j$. A new block of scores $S$ with values $V_j$ updates them
+# (Milakov & Gimelshein, 2018; Dao et al., 2022, Algorithm 1):
+#
+# $$ m' = \max\big(m, \max_j S_j\big), \qquad
+#    \ell' = e^{m - m'}\,\ell + \sum_j e^{S_j - m'}, \qquad
+#    o' = e^{m - m'}\,o + \sum_j e^{S_j - m'}\, v_j, $$
+#
+# and after the last block $\text{out} = o / \ell$: exactly softmax$(S)\,V$, because every term
+# was rescaled to the same final maximum. The factor $e^{m - m'}$ corrects what was accumulated
+# against an older, smaller maximum. Doing this for a block of queries at a time, only a
+# $(B, B)$ tile of scores exists at any moment: memory $O(t)$ instead of $O(t^2)$. The real
+# kernels (Dao-AILab/flash-attention) add what Python cannot: the tiles live in the GPU's
+# on-chip SRAM, and the backward pass recomputes them instead of storing them.
+
+# %%
+show_source(attention_tiled)
+
+# %% [markdown]
+# **Check.** Equal to `F.scaled_dot_product_attention` in values (several shapes, block sizes
+# that do not divide $t$, causal and padding masks) and, for one size, in gradients:
+
+# %%
+g_tiled = torch.Generator().manual_seed(5)
+for t_q, t_k, block in ((7, 7, 3), (64, 64, 16), (50, 70, 32), (33, 33, 128)):
+    q_t, k_t, v_t = (torch.randn(2, 3, n, 8, generator=g_tiled) for n in (t_q, t_k, t_k))
+    keep = padding_mask([t_k, t_k - 5], t_k)                           # (b, 1, 1, s)
+    torch.testing.assert_close(attention_tiled(q_t, k_t, v_t, block_size=block),
+                               F.scaled_dot_product_attention(q_t, k_t, v_t))
+    torch.testing.assert_close(attention_tiled(q_t, k_t, v_t, is_causal=True, block_size=block),
+                               F.scaled_dot_product_attention(q_t, k_t, v_t,
+                                                              attn_mask=causal_mask(t_q, t_k)))
+    torch.testing.assert_close(attention_tiled(q_t, k_t, v_t, mask=keep, block_size=block),
+                               F.scaled_dot_product_attention(q_t, k_t, v_t, attn_mask=keep))
+q_t, k_t, v_t = (torch.randn(2, 3, 40, 8, generator=g_tiled, requires_grad=True) for _ in range(3))
+grads = {}
+for name, fn in (("tiled", lambda: attention_tiled(q_t, k_t, v_t, is_causal=True, block_size=16)),
+                 ("fused", lambda: F.scaled_dot_product_attention(q_t, k_t, v_t, is_causal=True))):
+    grads[name] = torch.autograd.grad((fn() ** 2).sum(), (q_t, k_t, v_t))
+for g_a, g_b in zip(grads["tiled"], grads["fused"]):
+    torch.testing.assert_close(g_a, g_b)
+print("attention_tiled == F.scaled_dot_product_attention: values (4 shapes x 3 masks) and "
+      "gradients dq, dk, dv (t=40, causal, blocks of 16)")
+
+# %% [markdown]
+# **Measure the memory.** `peak_tensor_bytes` (in `course_lib.experiments.attention`) counts the
+# bytes held at once by the tensors a call allocates, exactly (it follows every tensor PyTorch
+# creates, so the figure is the same on every machine). One head, $d_h = 32$, blocks of 128:
+
+# %%
+show_source(peak_tensor_bytes)
+
+# %%
+lengths_mem = [256, 512, 1024, 2048]
+memory_rows = attention_memory_rows(
+    {"naive": lambda q, k, v: attention_naive(q, k, v)[0],
+     "tiled": lambda q, k, v: attention_tiled(q, k, v, block_size=128)}, lengths_mem, d_head=32)
+print(f"{'t':>6} | {'naive':>10} | {'tiled':>10} | naive bytes / t² | tiled bytes / t")
+for r in memory_rows:
+    print(f"{r['t']:>6} | {r['naive'] / 2**20:7.2f} MiB | {r['tiled'] / 2**20:7.2f} MiB | "
+          f"{r['naive'] / r['t'] ** 2:16.2f} | {r['tiled'] / r['t']:15.0f}")
+first, last = memory_rows[0], memory_rows[-1]
+growth = last["t"] / first["t"]
+print(f"t grows {growth:.0f}x: naive memory {last['naive'] / first['naive']:.0f}x, "
+      f"tiled {last['tiled'] / first['tiled']:.1f}x")
+assert last["naive"] / first["naive"] > 0.9 * growth ** 2               # quadratic
+assert last["tiled"] / first["tiled"] < growth                           # at most linear
+
+fig, ax = plt.subplots(figsize=(5, 3.2))
+for name, style in (("naive", "o-"), ("tiled", "s-")):
+    ax.loglog(lengths_mem, [r[name] / 2**20 for r in memory_rows], style, base=2, label=name)
+ax.set(xlabel="sequence length t", ylabel="peak MiB (log scale)",
+       title="peak memory of one attention call")
+ax.legend()
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The naive version holds two $(t, t)$ float32 tensors at once (the scores and their softmax):
+# its bytes per $t^2$ stay flat in the table above, so its memory is quadratic. The tiled
+# version's peak is the output and a few $(B, B)$ and $(B, d_h)$ tiles: its bytes per $t$ fall
+# towards a constant (the fixed tile cost dominates at small $t$), so its memory is linear. Same
+# values, same gradients, a fraction of the memory at long lengths.
+
+# %% [markdown]
 # ## 6. See it: attention maps and an explorer
 #
 # A random (untrained) multi-head layer on a short sentence: each head already has its own
@@ -544,14 +637,30 @@ def my_padding_mask(lengths: torch.Tensor, s: int) -> torch.Tensor:
 check_padding_mask(my_padding_mask)
 
 # %% [markdown]
+# **Exercise 5 — the online softmax step.** Two blocks of scores were summarised separately:
+# block 1 by its maximum `m1` and normaliser `l1` $= \sum_j e^{s_j - m_1}$, block 2 by `m2`,
+# `l2` (each a tensor with one entry per query row). Return `(m, l)` for both blocks together,
+# without the scores. (`m1` may be $-\infty$: a block where nothing was visible, `l1` $= 0$.)
+
+# %%
+def my_merge_softmax_stats(m1, l1, m2, l2):
+    raise NotImplementedError
+
+
+check_merge_softmax_stats(my_merge_softmax_stats)
+
+# %% [markdown]
 # ## Summary
 # - Attention is a differentiable lookup: scores $QK^\top/\sqrt{d_k}$, softmax, a weighted sum of $V$.
 # - The √d_k keeps scores at unit variance; without it softmax saturates and gradients vanish (measured).
 # - Multi-head attention = $n_h$ lookups on slices of the width, concatenated and mixed by $W_O$;
 #   ours equals `nn.MultiheadAttention` to float precision, and uses the fused kernel when it can.
+# - Tiled attention with the online softmax (FlashAttention's idea) gives the same values and
+#   gradients with memory linear in $t$ instead of quadratic (measured).
 # - Masks remove keys: padding (different lengths) and causal (no peeking at the future).
-# - Now in `course_lib.attention`: `attention_naive`, `attention`, `causal_mask`, `padding_mask`,
-#   `split_heads`, `merge_heads`, `MultiHeadAttention`, `KVCache` (used from notebook 03 on).
+# - Now in `course_lib.attention`: `attention_naive`, `attention`, `attention_tiled`,
+#   `causal_mask`, `padding_mask`, `split_heads`, `merge_heads`, `MultiHeadAttention`, `KVCache`
+#   (used from notebook 03 on); the memory counter in `course_lib.experiments.attention`.
 #
 # **Next:** attention has no idea of *order* — shuffle the tokens and the outputs shuffle with
 # them. Notebook [02 · Positional encodings](02_positional_encodings.ipynb) fixes that.
