@@ -85,7 +85,7 @@ def discretize_zoh(A: torch.Tensor, B: torch.Tensor, delta) -> tuple[torch.Tenso
     """Zero-order hold: A (n, n), B (n, m) or (n,), delta > 0 -> A_bar (n, n), B_bar like B.
 
     A_bar = exp(ΔA),  B_bar = ∫_0^Δ exp(sA) ds B = A^{-1}(exp(ΔA) - I) B (when A is invertible)
-    (Gu, Dao et al. (2023) eq. 4, the rule Mamba uses; S4 used the bilinear rule). Computed without
+    (Gu & Dao (2023) eq. 4, the rule Mamba uses; S4 used the bilinear rule). Computed without
     inverting A by the block-matrix exponential
         exp(Δ [[A, B], [0, 0]]) = [[A_bar, B_bar], [0, I]],
     so singular A (e.g. A = 0, where B_bar = ΔB) works too. Differentiable in A, B and delta.
@@ -136,19 +136,25 @@ def discretize_zoh_diag(A: torch.Tensor, B: torch.Tensor, delta) -> tuple[torch.
     where expm1(z)/z -> 1 as A -> 0 (so A = 0 gives B_bar = ΔB, no division by zero). The S4D
     discretization (Gu, Gupta, Goel & Ré (2022) §3; official: state-spaces/s4, models/s4/s4d.py).
     """
-    _check_last_axis("discretize_zoh_diag", "n", A=A, B=B)
+    delta = _check_diag(A, B, delta, "discretize_zoh_diag")  # (..., 1): Δ with a state axis
+    dA = delta * A                                        # (..., n)
+    return torch.exp(dA), delta * _expm1_over_z(dA) * B   # A_bar, B_bar
+
+
+def _check_diag(A, B, delta, name: str) -> torch.Tensor:
+    """A (..., n), B (..., n) and delta (...) broadcast together -> delta as (..., 1) (or 0-dim)."""
+    _check_last_axis(name, "n", A=A, B=B)
     if A.shape[-1] != B.shape[-1]:
-        raise ValueError(f"discretize_zoh_diag: A (..., n) and B (..., n) must share the state "
-                         f"size n, received A {tuple(A.shape)} and B {tuple(B.shape)}")
-    delta = check_delta(delta, A, "discretize_zoh_diag")
-    delta = delta.unsqueeze(-1) if delta.dim() > 0 else delta   # (..., 1): the state axis
+        raise ValueError(f"{name}: A (..., n) and B (..., n) must share the state size n, "
+                         f"received A {tuple(A.shape)} and B {tuple(B.shape)}")
+    delta = check_delta(delta, A, name)
+    delta = delta.unsqueeze(-1) if delta.dim() > 0 else delta
     try:
         torch.broadcast_shapes(A.shape, B.shape, delta.shape)
     except RuntimeError:
-        raise ValueError(f"discretize_zoh_diag: shapes do not broadcast: A {tuple(A.shape)}, "
-                         f"B {tuple(B.shape)}, delta {tuple(delta.shape[:-1])} (+ state axis)") from None
-    dA = delta * A                                        # (..., n)
-    return torch.exp(dA), delta * _expm1_over_z(dA) * B   # A_bar, B_bar
+        raise ValueError(f"{name}: shapes do not broadcast: A {tuple(A.shape)}, B {tuple(B.shape)}, "
+                         f"delta {tuple(delta.shape[:-1])} (+ state axis)") from None
+    return delta
 
 
 def _expm1_over_z(z: torch.Tensor) -> torch.Tensor:

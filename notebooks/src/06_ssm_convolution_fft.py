@@ -201,9 +201,11 @@ assert all(abs(o - 2) < 0.1 for o in orders["bilinear"]) and abs(orders["Euler"]
 fig, ax = plt.subplots(figsize=(5, 3.3))
 for rule, style in (("ZOH", "o-"), ("bilinear", "s-"), ("Euler", "x-")):
     ax.loglog(deltas, [max(e, 1e-16) for e in errors[rule]], style, label=rule)
-for order, rule in ((1, "Euler"), (2, "bilinear")):
-    ax.loglog(deltas, [errors[rule][0] * (d / deltas[0]) ** order for d in deltas], "k:", lw=0.8)
-ax.text(deltas[0], errors["ZOH"][0] * 30, "rounding", fontsize=8, ha="right")
+for order, rule in ((1, "Euler"), (2, "bilinear")):                 # slopes 1 and 2, offset x3
+    ax.loglog(deltas, [3 * errors[rule][0] * (d / deltas[0]) ** order for d in deltas], "k:", lw=0.8)
+ax.text(0.5, 0.06, "ZOH: rounding only", transform=ax.transAxes, fontsize=8, ha="center")
+ax.set_xticks(deltas, [f"1/{round(1 / d)}" for d in deltas])
+ax.minorticks_off()
 ax.set_xlabel("step Δ")
 ax.set_ylabel("max |h_k - h(kΔ)|")
 ax.set_title("convergence to the ODE solution (dotted: ∝ Δ and ∝ Δ²)", fontsize=9)
@@ -216,8 +218,8 @@ plt.show()
 # order starts above 1 at the largest $\Delta$ (there $|1 + \Delta\lambda|$ is close to 1 for the
 # slow oscillation, and the error is far from its asymptotic regime) and settles to 1. ZOH sits at
 # the rounding floor for every $\Delta$: for a held input it *is* the solution of the ODE, which is
-# why Mamba uses it for $\bar A$, and why one step of $\Delta$ equalled ten steps of $\Delta/10$
-# above.
+# why Mamba uses it for $\bar A$ (Gu & Dao, 2023), and why one step of $\Delta$ equalled ten
+# steps of $\Delta/10$ above.
 
 # %% [markdown]
 # ## 3. The recurrence: a linear RNN
@@ -535,8 +537,8 @@ plt.show()
 #    = \mathrm{Re}\,\big[(C \odot \bar B)\, V\big]_k . $$
 #
 # S4D-Lin initializes $a_k = -\tfrac12 + i\pi k$: a bank of damped oscillators at increasing
-# frequencies (the diagonal S4 models match S4 on long-range benchmarks). The $n$ modes are
-# complex and the kernel keeps the real part: $\mathrm{Re}\,(z) = (z + \bar z)/2$, so each complex
+# frequencies (diagonal SSMs initialized this way match S4 on the Long Range Arena: Gu, Gupta,
+# Goel & Ré, 2022). The $n$ modes are complex and the kernel keeps the real part: $\mathrm{Re}\,(z) = (z + \bar z)/2$, so each complex
 # mode stands for itself and its conjugate, and $n$ complex modes are a real SSM with $2n$ state
 # dimensions (S4D writes a real state size $N$ as $N/2$ complex pairs; our `d_state` counts the
 # complex modes). The diagonal ZOH, the S4D-Lin initialization and the Vandermonde kernel:
