@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from course_lib import IGNORE_INDEX, right_pad
@@ -104,6 +103,28 @@ def test_classifier_freeze_trains_only_the_head():
     assert trainable == {"head.weight", "head.bias"}
     logits = BertClassifier(Bert(tiny_config()), 3, pooling="mean")(random_ids(2, 5))
     assert logits.shape == (2, 3)
+
+
+@pytest.mark.parametrize("d, layers, heads, vocab, max_len, d_ff",
+                         [(32, 2, 4, 40, 24, None), (48, 3, 6, 101, 17, 80), (16, 1, 2, 7, 5, 16)])
+def test_param_count_formula_equals_the_model(d, layers, heads, vocab, max_len, d_ff):
+    config = BertConfig(vocab_size=vocab, d_model=d, n_heads=heads, n_layers=layers,
+                        d_ff=d_ff or 4 * d, max_len=max_len)
+    model = BertForPretraining(config)
+    encoder = sum(p.numel() for p in [*model.bert.parameters(), *model.pooler.parameters()])
+    assert param_count(d, layers, vocab, max_len, d_ff=d_ff) == encoder
+    assert param_count(d, layers, vocab, max_len, d_ff=d_ff, heads=True) == sum(
+        p.numel() for p in model.parameters())
+
+
+def test_param_count_of_bert_base_and_large():
+    """The paper's 110M / 340M (Devlin et al., 2019): the encoder with its pooler."""
+    assert param_count(768, 12) == 109_482_240
+    assert param_count(1024, 24) == 335_141_888
+    with torch.device("meta"):                     # the course's own model at full size, no memory
+        base = BertForPretraining(BertConfig(vocab_size=30522, d_model=768, n_heads=12, n_layers=12,
+                                             d_ff=3072, max_len=512))
+    assert sum(p.numel() for p in [*base.bert.parameters(), *base.pooler.parameters()]) == 109_482_240
 
 
 # ---------------------------------------------------------------- masking rule (statistics)
@@ -271,6 +292,40 @@ def test_nsp_examples_and_pretraining_batches(corpus):
         story_ids(tok, ["tom sat on the riverbank ."])
 
 
+def test_nsp_pairs_are_half_is_next_and_say_where_b_comes_from(corpus):
+    from course_lib.experiments.bert import nsp_pair
+
+    stories, tok = corpus
+    g = torch.Generator().manual_seed(1)
+    pairs = [(i % 40, nsp_pair(stories, i % 40, g, tok, 96)) for i in range(2000)]
+    share = sum(p.label == IS_NEXT for _, p in pairs) / len(pairs)
+    lo, hi = _bounds(0.5, len(pairs), z=4.0)
+    assert lo < share < hi
+    for index, p in pairs:
+        assert (p.b_story == index) == (p.label == IS_NEXT)
+        cut = p.segments.index(1)
+        b = tok.decode(p.ids[cut:-1])
+        assert b in stories[p.b_story].text
+
+
+def test_nsp_breakdown_groups_and_rules(corpus):
+    from course_lib.experiments.bert import nsp_breakdown
+
+    stories, tok = corpus
+    torch.manual_seed(0)
+    model = BertForPretraining(tiny_config(vocab_size=tok.vocab_size, max_len=96)).eval()
+    out = nsp_breakdown(model, stories, tok, 96, n_pairs=300, seed=0, batch_size=64)
+    assert sum(count for count, _ in out["groups"].values()) == 300
+    assert out["groups"]["IsNext"][0] == round(300 * out["is_next"])
+    # accuracy is the count-weighted mean of the groups' accuracies
+    weighted = sum(c * a for c, a in out["groups"].values() if c) / 300
+    assert abs(weighted - out["accuracy"]) < 1e-6
+    assert out["rules"]["b names another character"] > 0.95      # the corpus makes names a sure cue
+    # the count rule is right on every IsNext pair and on the odd-count NotNext pairs only
+    odd = out["groups"]["NotNext, a count no story has"][0]
+    assert abs(out["rules"]["a count no story has"] - (out["groups"]["IsNext"][0] + odd) / 300) < 1e-6
+
+
 def test_classifier_contenders_and_subsets(corpus):
     stories, tok = corpus
     pretrained = BertForPretraining(tiny_config(vocab_size=tok.vocab_size, max_len=96))
@@ -350,10 +405,17 @@ def test_checkers_pass_reference_and_explain_mistakes():
     assert checks.check_pair_input(lambda a, b, c, s: pair_input(a, b, c, s)).passed
     bad = checks.check_pair_input(lambda a, b, c, s: ([c, *a, s, *b, s], [0] * (len(a) + len(b) + 3)))
     assert not bad.passed and "item 1" in bad.message
-    ref_sum = lambda tok, seg, pos, ids, s: tok[ids] + seg[s] + pos[:ids.shape[1]]
+    def ref_sum(tok, seg, pos, ids, s):
+        return tok[ids] + seg[s] + pos[: ids.shape[1]]
+
+    def no_segment(tok, seg, pos, ids, s):
+        return tok[ids] + pos[: ids.shape[1]]
+
+    def head(h, wp, bp, wo, bo):
+        return torch.tanh(h[:, 0] @ wp.T + bp) @ wo.T + bo
+
     assert checks.check_bert_embedding_sum(ref_sum).passed
-    assert not checks.check_bert_embedding_sum(lambda tok, seg, pos, ids, s: tok[ids] + pos[:ids.shape[1]]).passed
-    head = lambda h, wp, bp, wo, bo: torch.tanh(h[:, 0] @ wp.T + bp) @ wo.T + bo
+    assert not checks.check_bert_embedding_sum(no_segment).passed
     assert checks.check_cls_head(head).passed
     bad = checks.check_cls_head(lambda h, wp, bp, wo, bo: torch.tanh(h.mean(1) @ wp.T + bp) @ wo.T + bo)
     assert not bad.passed and "max abs diff" in bad.message
@@ -393,7 +455,7 @@ def test_finetuning_task_splits_and_sizes(corpus):
     assert data["n_classes"] == 4 and data["train"][0].shape[0] == 8
     assert sorted(data["train"][1].tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]
     assert data["val"][0].shape[0] == 12 and data["test"][0].shape[0] == 12
-    assert not torch.equal(data["val"][1], data["test"][1]) or not torch.equal(data["val"][0], data["test"][0])
+    assert not (torch.equal(data["val"][1], data["test"][1]) and torch.equal(data["val"][0], data["test"][0]))
     gram = finetuning_task("grammar", splits, tok, seed=1, n_labels=10, max_len=96, n_eval=20)
     assert gram["n_classes"] == 2 and gram["train"][0].shape[0] == 10 and gram["val"][0].shape[0] == 20
     again = finetuning_task("grammar", splits, tok, seed=2, n_labels=10, max_len=96, n_eval=20)

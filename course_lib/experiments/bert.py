@@ -14,6 +14,7 @@ recipes (pooling, learning rate, steps) are chosen on a validation split
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,10 +23,12 @@ import torch.nn.functional as F
 from course_lib.bert import (IS_NEXT, NOT_NEXT, Bert, BertClassifier, BertConfig, BertForPretraining,
                              mask_tokens, pair_input)
 from course_lib.common import IGNORE_INDEX, right_pad
-from course_lib.data.stories import LABELS
+from course_lib.data.stories import LABELS, NAMES
 from course_lib.training import data_dir, load_model, train
 
-__all__ = ["story_ids", "nsp_example", "pretraining_batch", "classification_batch",
+__all__ = ["story_ids", "NSPPair", "nsp_pair", "nsp_example", "foreign_name", "sentence_count",
+           "nsp_breakdown",
+           "pretraining_batch", "classification_batch",
            "pretraining_accuracy", "CLASSIFIERS", "make_classifier", "labelled_subset",
            "finetune_classifier", "classifier_accuracy", "grammaticality_examples",
            "finetuning_task", "select_on_validation", "TASKS", "masked_word_probs",
@@ -44,17 +47,29 @@ def story_ids(tokenizer, sentences: list[str]) -> list[int]:
     return [i for s in sentences for i in tokenizer.encode(s)]
 
 
-def nsp_example(stories, index: int, generator: torch.Generator, tokenizer, max_len: int):
-    """One next-sentence pair from story ``index``: (ids, segments, IS_NEXT | NOT_NEXT).
+@dataclass
+class NSPPair:
+    """One next-sentence example: ``[CLS] a [SEP] b [SEP]`` ids and segments, its label, and the
+    index of the story ``b`` was taken from (a's own story for IsNext)."""
+    ids: list[int]
+    segments: list[int]
+    label: int
+    b_story: int
+
+
+def nsp_pair(stories, index: int, generator: torch.Generator, tokenizer, max_len: int) -> NSPPair:
+    """One next-sentence pair from story ``index`` (§3.1, Task #2 of Devlin et al., 2019).
 
     The story is cut at a random sentence boundary: a = the sentences before the cut;
     b = the sentences after it (IsNext, probability 1/2) or the tail of another random story
-    (NotNext), as BERT pairs a segment with the next one or with a random one.
+    (NotNext), as BERT pairs a segment with the next one or with a random one. Official:
+    google-research/bert, create_pretraining_data.py, ``create_instances_from_document``.
     """
     story = stories[index]
     cut = int(torch.randint(1, len(story.sentences), (1,), generator=generator))
     a = story_ids(tokenizer, story.sentences[:cut])
     label = IS_NEXT if torch.rand(1, generator=generator).item() < 0.5 else NOT_NEXT
+    other = index
     if label == IS_NEXT:
         b_sents = story.sentences[cut:]
     else:
@@ -63,7 +78,13 @@ def nsp_example(stories, index: int, generator: torch.Generator, tokenizer, max_
         b_sents = stories[other].sentences[start:]
     b = story_ids(tokenizer, b_sents)[:max(1, max_len - 3 - len(a))]
     ids, segments = pair_input(a[:max_len - 4], b, tokenizer.cls_id, tokenizer.sep_id, max_len)
-    return ids, segments, label
+    return NSPPair(ids, segments, label, other)
+
+
+def nsp_example(stories, index: int, generator: torch.Generator, tokenizer, max_len: int):
+    """``nsp_pair`` as (ids, segments, IS_NEXT | NOT_NEXT)."""
+    pair = nsp_pair(stories, index, generator, tokenizer, max_len)
+    return pair.ids, pair.segments, pair.label
 
 
 def pretraining_batch(stories, tokenizer, batch_size: int, generator: torch.Generator,
@@ -242,6 +263,56 @@ def pretraining_accuracy(model: BertForPretraining, stories, tokenizer, max_len:
         nsp_total += len(nsp)
     return {"mlm_accuracy": mlm_right / mlm_total, "nsp_accuracy": nsp_right / nsp_total,
             "masked_positions": mlm_total}
+
+
+def foreign_name(pair: NSPPair, story, tokenizer) -> bool:
+    """Does b name a character that a's story does not have? (A sure sign of NotNext: after its
+    first sentence a story only ever names its own two characters.)"""
+    cut = pair.segments.index(1)
+    return any(w in NAMES and w not in story.characters for w in tokenizer.tokens(pair.ids[cut:]))
+
+
+def sentence_count(pair: NSPPair, tokenizer) -> int:
+    """Sentences in a and b together (each ends with "."): an IsNext pair is one whole story."""
+    return sum(w == "." for w in tokenizer.tokens(pair.ids))
+
+
+@torch.no_grad()
+def nsp_breakdown(model: BertForPretraining, stories, tokenizer, max_len: int,
+                  n_pairs: int = 1000, seed: int = 1234, batch_size: int = 250) -> dict:
+    """Next-sentence accuracy on ``n_pairs`` seeded pairs of ``stories``, split by two cues.
+
+    An IsNext pair is a whole story, so its sentence count is one a story can have; a NotNext
+    pair (the head of one story, the tail of another) often has another count. And a NotNext b
+    almost always names a character a's story does not have (``foreign_name``). Groups: "IsNext",
+    "NotNext, a story's sentence count", "NotNext, a count no story has". "rules": the accuracy
+    of predicting NotNext from one cue alone. Returns {"n", "is_next", "accuracy", "groups":
+    {name: (count, accuracy)}, "rules": {name: accuracy}}.
+    """
+    counts = {len(story.sentences) for story in stories}                  # e.g. {5, 6, 7}
+    g = torch.Generator().manual_seed(seed)
+    pairs, foreign = [], []
+    for _ in range(n_pairs):
+        index = int(torch.randint(len(stories), (1,), generator=g))
+        pairs.append(nsp_pair(stories, index, g, tokenizer, max_len))
+        foreign.append(foreign_name(pairs[-1], stories[index], tokenizer))
+    ids = right_pad([p.ids for p in pairs], tokenizer.pad_id)             # (n, t)
+    segments = right_pad([p.segments for p in pairs], 0)                   # (n, t)
+    model.eval()
+    pred = torch.cat([model(ids[k:k + batch_size], segments[k:k + batch_size])[1].argmax(-1)
+                      for k in range(0, n_pairs, batch_size)])             # (n,)
+    label, foreign = torch.tensor([p.label for p in pairs]), torch.tensor(foreign)
+    odd = torch.tensor([sentence_count(p, tokenizer) not in counts for p in pairs])
+    right, nxt = pred == label, label == NOT_NEXT
+    groups = {"IsNext": ~nxt, "NotNext, a story's sentence count": nxt & ~odd,
+              "NotNext, a count no story has": nxt & odd}
+    rules = {"b names another character": foreign, "a count no story has": odd}
+    return {"n": n_pairs, "is_next": (~nxt).float().mean().item(),
+            "accuracy": right.float().mean().item(),
+            "groups": {k: (int(m.sum()), right[m].float().mean().item() if m.any() else float("nan"))
+                       for k, m in groups.items()},
+            "rules": {k: (torch.where(cue, NOT_NEXT, IS_NEXT) == label).float().mean().item()
+                      for k, cue in rules.items()}}
 
 
 @torch.no_grad()
