@@ -107,3 +107,21 @@ def test_checkers():
     assert check_gru_cell(lambda x, h, cell: h).status == "failed"
     assert check_dot_attention(lambda q, k, v, m: attend(DotScore(), q, k, v, m)).passed
     assert check_dot_attention(lambda q, k, v, m: attend(DotScore(), q, k, v)).status == "failed"
+
+
+def test_alignment_explorer_callbacks():
+    from course_lib.viz.rnn import alignment_examples, alignment_explorer
+
+    torch.manual_seed(0)
+    data = TranslationData()
+    model = RNNSeq2Seq(RNNSeq2SeqConfig(data.source.vocab_size, data.target.vocab_size, d_model=8,
+                                        bos_id=data.bos_id, eos_id=data.eos_id))
+    pairs = eval_pairs(n_test=3, n_val=1)[0]
+    examples = alignment_examples(model, data, pairs)
+    explorer = alignment_explorer(examples)
+    last = pairs[-1].source
+    explorer.controls["sentence"].value = last
+    ex = examples[last]
+    assert ex["weights"].shape[1] == len(last.split())
+    torch.testing.assert_close(torch.as_tensor(explorer.data["weights"]), ex["weights"])
+    assert explorer.data["hits"].tolist() == (ex["weights"].argmax(-1) == ex["gold"]).float().tolist()

@@ -92,3 +92,18 @@ def test_checkers_pass_reference_and_catch_mistakes():
 def test_bad_inputs(bad):
     with pytest.raises(ValueError):
         bad()
+
+
+def test_neighbours_explorer_callbacks():
+    from course_lib.viz.word_vectors import neighbours_explorer
+
+    vectors = torch.randn(8, 3, generator=torch.Generator().manual_seed(2))
+    names = [f"w{i}" for i in range(8)]
+    explorer = neighbours_explorer(vectors, names, ["w0", "w5"])
+    explorer.controls["word"].value = "w5"                   # fires the observer -> redraw
+    explorer.controls["k"].value = 4
+    want = nearest_neighbours(vectors, 5, k=4)
+    assert explorer.data["ids"].tolist() == [i for i, _ in want]
+    assert explorer.data["cosine"].tolist() == pytest.approx([c for _, c in want], abs=1e-6)
+    with pytest.raises(ValueError, match="expected words of the vocabulary"):
+        neighbours_explorer(vectors, names, ["zz"])

@@ -6,7 +6,7 @@ import torch
 from course_lib.rnn import greedy_decode
 from course_lib.viz import Explorer, plot_attention
 
-__all__ = ["plot_accuracy_by_length", "alignment_explorer", "alignment_examples"]
+__all__ = ["plot_accuracy_by_length", "plot_alignment", "alignment_explorer", "alignment_examples"]
 
 
 def plot_accuracy_by_length(curves: dict[str, dict[int, list[float]]], ax=None):
@@ -31,6 +31,25 @@ def plot_accuracy_by_length(curves: dict[str, dict[int, list[float]]], ax=None):
     return ax
 
 
+def plot_alignment(example: dict, ax=None, gold: bool = True):
+    """One decoder's attention map (t written words, s source words) with the gold alignment
+    as red crosses; the title counts the rows whose largest weight is on the gold word."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 4.5))
+    w, target = example["weights"], example["gold"]
+    hits = int((w.argmax(-1) == target).sum())
+    plot_attention(w, example["x_labels"], example["y_labels"], ax=ax,
+                   title=f"largest weight on the gold word: {hits} of {int((target >= 0).sum())} rows")
+    if gold:
+        rows = [i for i, j in enumerate(target.tolist()) if j >= 0]
+        ax.plot([int(target[i]) for i in rows], rows, "rx", markersize=8)
+    ax.set_xlabel("source word (English)")
+    ax.set_ylabel("written word (Kalo)")
+    return ax
+
+
 def alignment_explorer(examples: dict[str, dict]) -> Explorer:
     """Pick a sentence: the decoder's attention over the source words (one row per written
     word), optionally with the gold alignment marked. examples[name] = {"weights": (t, s),
@@ -50,14 +69,7 @@ def alignment_explorer(examples: dict[str, dict]) -> Explorer:
         return {"weights": w, "hits": hits}
 
     def draw(fig, data, sentence, gold):
-        ex = examples[sentence]
-        ax = fig.add_subplot(1, 1, 1)
-        plot_attention(data["weights"], ex["x_labels"], ex["y_labels"], ax=ax,
-                       title=f"argmax on the gold word for {int(data['hits'].sum())} of "
-                             f"{len(data['hits'])} written words")
-        if gold:
-            rows = [i for i, j in enumerate(ex["gold"].tolist()) if j >= 0]
-            ax.plot([int(ex["gold"][i]) for i in rows], rows, "rx", markersize=8)
+        plot_alignment(examples[sentence], ax=fig.add_subplot(1, 1, 1), gold=gold)
         fig.tight_layout()
 
     return Explorer(controls, compute, draw, figsize=(5.5, 4.5))
