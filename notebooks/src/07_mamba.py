@@ -31,13 +31,18 @@
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+from IPython.display import display
 
 from course_lib import IGNORE_INDEX, setup
 from course_lib.checks.mamba import (check_causal_depthwise_conv, check_discretize_zoh_diag,
                                      check_scan, check_selective_step)
 from course_lib.data.synthetic import induction_heads, selective_copying
-from course_lib.experiments.mamba import last_token_accuracy, load_model, scan_inputs, state_write
+from course_lib.experiments.mamba import (last_token_accuracy, load_model, real_model_demo,
+                                          real_model_explorer, real_model_lines, scan_inputs,
+                                          state_write)
 from course_lib.mamba import MambaBlock, MambaConfig, MambaLM, RMSNorm, causal_depthwise_conv
+from course_lib.pretrained import find_pretrained, unavailable_line
+from course_lib.pretrained.mamba import MAMBA_130M, mamba_mapping
 from course_lib.scan import (_chunk_scan, _ChunkedScan, _SelectiveScan, default_chunk,
                              discretize_selective, scan_chunked, scan_sequential,
                              scan_sequential_indexed, selective_scan, selective_scan_sequential,
@@ -729,7 +734,58 @@ print("linear attention: parallel form == recurrent form; state size", tuple(S.s
 # current token, a time-invariant decay up to RWKV-5 and data-dependent from RWKV-6 on. Like
 # Mamba it trains in parallel and generates as an RNN with a constant-size state.
 #
-# ## 9. Exercises
+# ## 9. The real thing: mamba-130m in our `MambaLM`
+#
+# The `MambaLM` of §4 is not a toy version of Mamba: it *is* Mamba's architecture. The
+# published language models (Gu & Dao, 2023) are this class at larger sizes, trained on the
+# Pile; the smallest, mamba-130m, has the config printed below. Their weights fit our modules
+# one to one. `course_lib.pretrained.mamba` maps the Hugging Face layout (`MambaForCausalLM`) onto
+# our names; the only shape difference is the conv weight, `(d, 1, K)` in `nn.Conv1d` and
+# `(d, K)` here. `assign_weights` checks every key and shape before it touches the model
+# (nothing is ever half-loaded). The tests build `transformers`' `MambaForCausalLM` with random
+# weights for several sizes and assert the same logits (to float precision) and the same greedy
+# tokens with our recurrent `step`.
+
+# %%
+show_source(mamba_mapping)
+
+# %% [markdown]
+# Whatever the length of the text, generation carries one fixed-size state per layer (the last
+# $d_\text{conv} - 1$ conv inputs and $h$ of shape $(d, n)$), where a Transformer's KV cache grows
+# by a key and a value per layer with every token:
+
+# %%
+c = MAMBA_130M
+state_floats = c.n_layers * ((c.d_conv - 1) * c.d_inner + c.d_inner * c.d_state)
+print(c)
+print(f"recurrent state per sequence: {state_floats} floats ({state_floats * 4 / 2**20:.2f} MiB "
+      f"in float32) at any length; a KV cache of the same depth and width grows by "
+      f"2 * {c.n_layers} * {c.d_model} = {2 * c.n_layers * c.d_model} floats per token")
+
+# %% [markdown]
+# The weights are an optional download (`python tools/fetch_pretrained.py mamba-130m`, about half
+# a gigabyte, checked by SHA-256). Without them the cells below print one line and the notebook
+# goes on. With them: mamba-130m continues a prompt greedily with the recurrent `step`, one
+# token at a time (checked against the argmax of the parallel scan); the memory one step
+# allocates is measured at the first and at the last token (it does not grow); and the explorer
+# of §6 shows its $\Delta$ on the prompt, layer by layer.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+folder = find_pretrained("mamba-130m")
+if folder is None:
+    print(unavailable_line("mamba-130m"))
+else:
+    real = real_model_demo(folder)
+    print("\n".join(real_model_lines(real)))
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+if folder is not None:
+    display(real_model_explorer(real))
+
+# %% [markdown]
+# ## 10. Exercises
 # Each checker answers *passed*, *what differs*, or *not implemented yet*. Replace
 # `raise NotImplementedError` with your code and re-run the cell.
 #
@@ -805,7 +861,9 @@ check_scan(my_scan)
 #   `selective_step`, `selective_scan_sequential`, `selective_scan`, `trace_scan`. In `course_lib.mamba`:
 #   `MambaConfig`, `MambaBlock`, `MambaLM` (with `step` and `generate`), `RMSNorm`,
 #   `causal_depthwise_conv`. The experiments (the `AttentionLM` baseline, the checkpoint loader,
-#   the metrics) are in `course_lib.experiments.mamba`.
+#   the metrics) are in `course_lib.experiments.mamba`; `course_lib.pretrained.mamba` loads the
+#   published Mamba weights into `MambaLM` unchanged (tested equal to `transformers`'
+#   `MambaForCausalLM`, logits and greedy tokens).
 #
 # **Next:** this is the end of the course's path from attention to Mamba. Go back to
 # [01 · Attention](01_attention.ipynb) and compare the two answers to the same question: how
