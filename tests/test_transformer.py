@@ -8,7 +8,8 @@ from torch import nn
 from course_lib.checks import transformer as checks
 from course_lib import IGNORE_INDEX
 from course_lib.data.translation import TranslationData, sample_pairs, translate
-from course_lib.experiments.transformer import exact_match, load_translation_model
+from course_lib.experiments.transformer import (exact_match, head_distance, head_features,
+                                                head_identity_share, load_translation_model)
 from course_lib.training import train
 from course_lib.transformer import (Decoder, DecoderLayer, Encoder, EncoderLayer, Transformer,
                                     TransformerConfig, beam_search, greedy_decode,
@@ -280,3 +281,32 @@ def test_decoding_explorer_and_alignment_plot_at_extremes():
     with pytest.raises(ValueError, match="at least one sentence"):
         decoding_explorer(model, data, [])
     encoder_decoder_view(run)                                           # renders HTML, no error
+
+
+# ---------------------------------------------------------------- why several heads (03)
+def test_head_measurements_on_known_maps():
+    one_hot = torch.eye(4, dtype=torch.float64)[None, None].repeat(1, 2, 1, 1)   # (1, 2, 4, 4)
+    uniform = torch.full((1, 2, 4, 4), 0.25, dtype=torch.float64)
+    rows = torch.ones(1, 4, dtype=torch.bool)
+    assert head_features(one_hot, rows)["entropy"].abs().max() < 1e-12           # 0 bits
+    torch.testing.assert_close(head_features(uniform, rows)["entropy"],
+                               torch.full((1, 2), 2.0, dtype=torch.float64))     # log2(4)
+    shifted = torch.roll(torch.eye(4, dtype=torch.float64), 1, dims=1)          # key i + 1 (mod 4)
+    assert head_features(shifted[None, None], rows)["offset"].item() == pytest.approx(0.0)
+    assert head_distance(one_hot, rows) == pytest.approx(0.0)                     # identical heads
+    both = torch.stack([torch.eye(4), shifted.float()]).double()[None]           # (1, 2, 4, 4)
+    assert head_distance(both, rows) == pytest.approx(1.0)                       # disjoint heads
+    half = rows.clone()
+    half[0, 2:] = False                                                          # padding rows
+    assert head_features(uniform, half)["entropy"][0, 0].item() == pytest.approx(2.0)
+
+
+def test_head_identity_share_separates_distinct_from_interchangeable_heads():
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(200, 4, generator=g, dtype=torch.float64)
+    distinct = noise * 0.1 + torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64)
+    share = head_identity_share(distinct, n_shuffles=50)
+    assert share["real"] > 0.9 and share["shuffled_max"] < 0.1
+    same = head_identity_share(noise, n_shuffles=50)
+    assert same["real"] < 0.05 and same["shuffled_mean"] < 0.05
+    assert head_identity_share(distinct, n_shuffles=50) == share                 # seeded
