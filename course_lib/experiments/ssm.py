@@ -40,7 +40,9 @@ class DenseSSM(nn.Module):
         super().__init__()
         check_shapes([(A, ("n", "n"), "DenseSSM: A"), (B, ("n", 1), "DenseSSM: B"),
                       (C, (1, "n"), "DenseSSM: C")])
-        delta = check_delta(delta, A, "DenseSSM").reshape(())             # one step Δ
+        delta = check_delta(delta, A, "DenseSSM")
+        if delta.dim() != 0:
+            raise ValueError(f"DenseSSM: expected a scalar delta, received shape {tuple(delta.shape)}")
         self.A = nn.Parameter(A.detach().clone())                         # (n, n)
         self.B = nn.Parameter(B.detach().clone())                         # (n, 1)
         self.C = nn.Parameter(C.detach().clone())                         # (1, n)
