@@ -50,7 +50,7 @@ def mha_rows(length: int, repeats: int) -> list[dict]:
                 return ref(x, x, x, need_weights=False, **kw)[0]
 
             torch.testing.assert_close(run_ours(), run_ref(), rtol=1e-4, atol=1e-5)
-            rows.append({"name": f"MHA fwd{label} b=1 h={N_HEADS} d={D_MODEL} t={length}",
+            rows.append({"name": f"MHA fwd{label} b=1 nh={N_HEADS} d={D_MODEL} t={length}",
                          "ours": "MultiHeadAttention", "ours_s": median_time(run_ours, repeats),
                          "reference": "nn.MultiheadAttention",
                          "reference_s": median_time(run_ref, repeats)})
@@ -67,7 +67,7 @@ def naive_vs_fused_rows(lengths, repeats: int) -> list[dict]:
                                        rtol=1e-4, atol=1e-5)
             fused = median_time(lambda q=q, k=k, v=v: attention(q, k, v), repeats)
             naive = median_time(lambda q=q, k=k, v=v: attention_naive(q, k, v), repeats)
-        rows.append({"name": f"attention fwd h={N_HEADS} dh={D_MODEL // N_HEADS} t={t}",
+        rows.append({"name": f"attention fwd nh={N_HEADS} dh={D_MODEL // N_HEADS} t={t}",
                      "ours": "attention (fused)", "ours_s": fused,
                      "reference": "attention_naive", "reference_s": naive})
     return rows
