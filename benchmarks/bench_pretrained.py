@@ -1,0 +1,94 @@
+"""Benchmark of the real-model loaders (issue 10): the course's code against the library users
+would pick, on the real models' shapes with random weights (nothing is downloaded).
+
+    python benchmarks/bench_pretrained.py            # full rows
+    python benchmarks/bench_pretrained.py --quick    # shorter generations, one repeat
+    python benchmarks/run.py pretrained              # the same rows in the course's table
+
+One function per row (``gpt2_generate_row``; Mamba rows are added beside it). Each builds the
+``transformers`` model from the published config with random weights, writes it with
+``save_pretrained`` and loads that folder with the course's loader, asserts both produce the
+same tokens, then times them in the same run (medians of repeats, one thread unless
+``COURSE_THREADS`` says otherwise). Needs ``transformers`` (requirements-dev.txt).
+
+GPT-2 124M, 128 greedy tokens after an 8-token prompt, batch 1: ``course_lib.gpt.generate``
+with the preallocated KV cache against ``GPT2LMHeadModel.generate(do_sample=False)`` with its
+own cache, the runs taken in turns. At batch 1 both spend nearly all their time in the same
+matrix-vector products (same shapes, the same BLAS), so the ratio measures the work around
+them: per-step Python and cache handling.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+import torch
+
+from course_lib.gpt import generate
+from course_lib.pretrained.gpt2 import load_gpt2
+from course_lib.timing import format_rows, median_time
+
+PROMPT_LEN = 8
+
+
+def gpt2_generate_row(quick: bool = False) -> dict:
+    """GPT-2 124M shapes: course GPT + KV cache vs GPT2LMHeadModel.generate, same greedy tokens."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    n_new, repeats = (32, 1) if quick else (128, 5)
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config(bos_token_id=None, eos_token_id=None)).eval()   # 124M
+    with tempfile.TemporaryDirectory() as folder:
+        hf.save_pretrained(folder)
+        ours = load_gpt2(folder)
+    prompt = torch.randint(0, 50257, (1, PROMPT_LEN), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(prompt)
+
+    def run_ours():
+        return generate(ours, prompt, n_new, greedy=True)
+
+    def run_theirs():
+        with torch.no_grad():
+            return hf.generate(prompt, attention_mask=mask, max_new_tokens=n_new,
+                               do_sample=False, pad_token_id=0)
+
+    mine, theirs = run_ours(), run_theirs()
+    assert mine.shape == (1, PROMPT_LEN + n_new) and torch.equal(mine, theirs), \
+        "course GPT and GPT2LMHeadModel disagree on the greedy tokens"
+    ours_s, theirs_s = interleaved(run_ours, run_theirs, repeats)
+    return {"name": f"GPT-2 124M: {n_new} greedy tokens, batch 1",
+            "ours": "course GPT + KV cache", "ours_s": ours_s,
+            "reference": "GPT2LMHeadModel.generate", "reference_s": theirs_s}
+
+
+def interleaved(ours, theirs, repeats: int) -> tuple[float, float]:
+    """Medians of single runs taken in turns (ours, theirs, ours, ...), so that a change in the
+    machine's load hits both sides alike (the runs are seconds long)."""
+    times = [(median_time(ours, 1, 0), median_time(theirs, 1, 0)) for _ in range(repeats)]
+    return tuple(sorted(side)[len(side) // 2] for side in zip(*times))
+
+
+ROWS = [gpt2_generate_row]
+
+
+def run(quick: bool = False) -> list[dict]:
+    try:
+        import transformers  # noqa: F401  (the reference side of every row)
+    except ImportError:
+        print("bench_pretrained: transformers is not installed (pip install -r "
+              "requirements-dev.txt): no rows", file=sys.stderr)
+        return []
+    torch.set_num_threads(int(os.environ.get("COURSE_THREADS", "1")))
+    return [row(quick) for row in ROWS]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    print(format_rows(run(quick=parser.parse_args().quick)))
+
+
+if __name__ == "__main__":
+    main()
