@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from course_lib.checks import CheckResult, describe_difference, run_check
-from course_lib.ssm import causal_conv, discretize_zoh, fft_conv, ssm_kernel_powers
+from course_lib.ssm import causal_conv, discretize_euler, discretize_zoh, fft_conv, ssm_kernel_powers
 
 __all__ = ["check_discretize_zoh", "check_fft_conv", "check_kernel_powers"]
 
@@ -29,8 +29,7 @@ def check_discretize_zoh(fn) -> CheckResult:
     if result.status == "failed":
         try:
             A, B, delta = cases[1]
-            euler = (torch.eye(3, dtype=A.dtype) + delta * A, delta * B)
-            if describe_difference(fn(A, B, delta), euler, 1e-8, 1e-6) is None:
+            if describe_difference(fn(A, B, delta), discretize_euler(A, B, delta), 1e-8, 1e-6) is None:
                 result.message += (" -- this is the Euler step (I + ΔA, ΔB); ZOH uses "
                                    "exp(ΔA) (torch.linalg.matrix_exp) and A^{-1}(exp(ΔA) - I) B")
         except Exception:  # the student's code already failed above; keep that message
