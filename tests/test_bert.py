@@ -1,4 +1,5 @@
 """Tests for course_lib.bert (notebook 04): inputs, masking rule, encoder, heads, checkers."""
+
 import math
 
 import pytest
@@ -6,14 +7,35 @@ import torch
 from torch import nn
 
 from course_lib import IGNORE_INDEX, right_pad
-from course_lib.bert import (IS_NEXT, NOT_NEXT, Bert, BertClassifier, BertConfig, BertEmbeddings,
-                             BertForPretraining, corrupt, mask_tokens, pair_input, param_count,
-                             pretraining_loss)
-from course_lib.experiments.bert import (CLASSIFIERS, classification_batch, finetuning_task,
-                                         grammaticality_examples, labelled_subset, load_bert_tiny,
-                                         make_classifier, masked_word_probs, nsp_example,
-                                         pretraining_batch, select_on_validation,
-                                         sentence_positions, story_ids)
+from course_lib.bert import (
+    IS_NEXT,
+    NOT_NEXT,
+    Bert,
+    BertClassifier,
+    BertConfig,
+    BertEmbeddings,
+    BertForPretraining,
+    corrupt,
+    mask_tokens,
+    pair_input,
+    param_count,
+    pretraining_loss,
+)
+from course_lib.experiments.bert import (
+    CLASSIFIERS,
+    classification_batch,
+    finetuning_task,
+    grammaticality_examples,
+    labelled_subset,
+    load_bert_tiny,
+    make_classifier,
+    masked_word_probs,
+    nsp_example,
+    pretraining_batch,
+    select_on_validation,
+    sentence_positions,
+    story_ids,
+)
 from course_lib.checks import bert as checks
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
@@ -54,14 +76,16 @@ def test_bert_equals_stack_of_torch_encoder_layers():
     torch.manual_seed(0)
     config = tiny_config()
     bert = Bert(config).eval()
-    ref = [nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, activation="gelu", batch_first=True)
-           for _ in range(config.n_layers)]
+    ref = [
+        nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, activation="gelu", batch_first=True)
+        for _ in range(config.n_layers)
+    ]
     for ours, theirs in zip(bert.layers, ref):
         ours.load_from_torch(theirs.eval())
     ids = random_ids(3, 11)
     ids[1, 7:] = PAD
     x = bert.embeddings(ids)
-    pad = ids == PAD                                                      # torch: True = ignore
+    pad = ids == PAD  # torch: True = ignore
     for layer in ref:
         x = layer(x, src_key_padding_mask=pad)
     out, _ = bert(ids)
@@ -74,15 +98,15 @@ def test_attention_is_bidirectional_and_ignores_padding():
     bert = Bert(tiny_config()).eval()
     ids = random_ids(1, 8)
     changed = ids.clone()
-    changed[0, -1] = (changed[0, -1] + 1 - 7) % (V - 7) + 7               # edit the LAST token
+    changed[0, -1] = (changed[0, -1] + 1 - 7) % (V - 7) + 7  # edit the LAST token
     a, _ = bert(ids)
     b, _ = bert(changed)
-    assert (a[0, 0] - b[0, 0]).abs().max() > 1e-4                         # first position sees it
+    assert (a[0, 0] - b[0, 0]).abs().max() > 1e-4  # first position sees it
     padded = torch.cat([ids, torch.zeros(1, 5, dtype=torch.long)], dim=1)
     c, weights = bert(padded, need_weights=True)
     torch.testing.assert_close(c[:, :8], a, atol=1e-5, rtol=1e-4)
     assert len(weights) == 2 and weights[0].shape == (1, 4, 13, 13)
-    assert weights[0][..., 8:].abs().max() == 0                          # no weight on [PAD]
+    assert weights[0][..., 8:].abs().max() == 0  # no weight on [PAD]
 
 
 def test_mlm_head_is_tied_to_token_embedding():
@@ -105,25 +129,30 @@ def test_classifier_freeze_trains_only_the_head():
     assert logits.shape == (2, 3)
 
 
-@pytest.mark.parametrize("d, layers, heads, vocab, max_len, d_ff",
-                         [(32, 2, 4, 40, 24, None), (48, 3, 6, 101, 17, 80), (16, 1, 2, 7, 5, 16)])
+@pytest.mark.parametrize(
+    "d, layers, heads, vocab, max_len, d_ff",
+    [(32, 2, 4, 40, 24, None), (48, 3, 6, 101, 17, 80), (16, 1, 2, 7, 5, 16)],
+)
 def test_param_count_formula_equals_the_model(d, layers, heads, vocab, max_len, d_ff):
-    config = BertConfig(vocab_size=vocab, d_model=d, n_heads=heads, n_layers=layers,
-                        d_ff=d_ff or 4 * d, max_len=max_len)
+    config = BertConfig(
+        vocab_size=vocab, d_model=d, n_heads=heads, n_layers=layers, d_ff=d_ff or 4 * d, max_len=max_len
+    )
     model = BertForPretraining(config)
     encoder = sum(p.numel() for p in [*model.bert.parameters(), *model.pooler.parameters()])
     assert param_count(d, layers, vocab, max_len, d_ff=d_ff) == encoder
     assert param_count(d, layers, vocab, max_len, d_ff=d_ff, heads=True) == sum(
-        p.numel() for p in model.parameters())
+        p.numel() for p in model.parameters()
+    )
 
 
 def test_param_count_of_bert_base_and_large():
     """The paper's 110M / 340M (Devlin et al., 2019): the encoder with its pooler."""
     assert param_count(768, 12) == 109_482_240
     assert param_count(1024, 24) == 335_141_888
-    with torch.device("meta"):                     # the course's own model at full size, no memory
-        base = BertForPretraining(BertConfig(vocab_size=30522, d_model=768, n_heads=12, n_layers=12,
-                                             d_ff=3072, max_len=512))
+    with torch.device("meta"):  # the course's own model at full size, no memory
+        base = BertForPretraining(
+            BertConfig(vocab_size=30522, d_model=768, n_heads=12, n_layers=12, d_ff=3072, max_len=512)
+        )
     assert sum(p.numel() for p in [*base.bert.parameters(), *base.pooler.parameters()]) == 109_482_240
 
 
@@ -136,7 +165,7 @@ def _bounds(p, n, z=5.0):
 def test_mask_tokens_proportions_match_the_paper():
     g = torch.Generator().manual_seed(0)
     ids = random_ids(400, 250, seed=1)
-    ids[:, 0], ids[:, -1] = CLS, SEP                                      # specials: never chosen
+    ids[:, 0], ids[:, -1] = CLS, SEP  # specials: never chosen
     inputs, labels = mask_tokens(ids, MASK, V, SPECIAL, g)
     selected = labels != IGNORE_INDEX
     n_words = int((ids >= 7).sum())
@@ -147,14 +176,14 @@ def test_mask_tokens_proportions_match_the_paper():
     as_mask = (inputs[selected] == MASK).float().mean().item()
     unchanged = (inputs[selected] == ids[selected]).float().mean().item()
     rand = 1 - as_mask - unchanged
-    n_vocab_words = V - 7                                                 # a random word may equal
-    p_same = 0.1 / n_vocab_words                                          # the original by chance
+    n_vocab_words = V - 7  # a random word may equal
+    p_same = 0.1 / n_vocab_words  # the original by chance
     for got, p in ((as_mask, 0.8), (rand, 0.1 - p_same), (unchanged, 0.1 + p_same)):
         lo, hi = _bounds(p, n_sel)
         assert lo < got < hi, (got, p)
     assert torch.equal(labels[selected], ids[selected])
-    assert torch.equal(inputs[~selected], ids[~selected])                 # others untouched
-    assert (inputs[selected & (inputs != MASK)] >= 7).all()              # random words: no specials
+    assert torch.equal(inputs[~selected], ids[~selected])  # others untouched
+    assert (inputs[selected & (inputs != MASK)] >= 7).all()  # random words: no specials
 
 
 def test_mask_tokens_is_seeded_and_rules_at_extremes():
@@ -162,8 +191,9 @@ def test_mask_tokens_is_seeded_and_rules_at_extremes():
     a = mask_tokens(ids, MASK, V, SPECIAL, torch.Generator().manual_seed(3))
     b = mask_tokens(ids, MASK, V, SPECIAL, torch.Generator().manual_seed(3))
     assert all(torch.equal(x, y) for x, y in zip(a, b))
-    inputs, labels = mask_tokens(ids, MASK, V, SPECIAL, torch.Generator().manual_seed(0),
-                                 p_select=1.0, p_mask=1.0, p_random=0.0)
+    inputs, labels = mask_tokens(
+        ids, MASK, V, SPECIAL, torch.Generator().manual_seed(0), p_select=1.0, p_mask=1.0, p_random=0.0
+    )
     assert (inputs == MASK).all() and torch.equal(labels, ids)
     inputs, labels = mask_tokens(ids, MASK, V, SPECIAL, torch.Generator().manual_seed(0), p_select=0.0)
     assert torch.equal(inputs, ids) and (labels == IGNORE_INDEX).all()
@@ -180,9 +210,16 @@ def test_corrupt_rule():
 
 
 # ---------------------------------------------------------------- bad input
-@pytest.mark.parametrize("kw, match", [(dict(p_select=1.5), "p_select"), (dict(p_select=-0.1), "p_select"),
-                                       (dict(p_mask=2.0), "p_mask"), (dict(p_random=-1.0), "p_random"),
-                                       (dict(p_mask=0.8, p_random=0.3), "p_mask \\+ p_random")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(p_select=1.5), "p_select"),
+        (dict(p_select=-0.1), "p_select"),
+        (dict(p_mask=2.0), "p_mask"),
+        (dict(p_random=-1.0), "p_random"),
+        (dict(p_mask=0.8, p_random=0.3), "p_mask \\+ p_random"),
+    ],
+)
 def test_mask_tokens_rejects_bad_probabilities(kw, match):
     with pytest.raises(ValueError, match=match):
         mask_tokens(random_ids(2, 5), MASK, V, SPECIAL, torch.Generator(), **kw)
@@ -217,7 +254,7 @@ def test_bad_inputs_raise_value_error():
 def test_tiny_bert_learns_masked_words_and_next_sentence():
     """Sentences 'k a_k b_k c_k' (the first word determines the rest); pairs (k, k+1) are IsNext."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)                  # tiny tensors: threads only add overhead
+    torch.set_num_threads(1)  # tiny tensors: threads only add overhead
     try:
         _train_tiny_bert()
     finally:
@@ -235,8 +272,10 @@ def _train_tiny_bert():
     def batch(size=32):
         ks = torch.randint(n, (size,), generator=g).tolist()
         nxt = (torch.rand(size, generator=g) < 0.5).tolist()
-        pairs = [pair_input(sent[k], sent[(k + 1) % n] if y else sent[(k + 3) % n], CLS, SEP)
-                 for k, y in zip(ks, nxt)]
+        pairs = [
+            pair_input(sent[k], sent[(k + 1) % n] if y else sent[(k + 3) % n], CLS, SEP)
+            for k, y in zip(ks, nxt)
+        ]
         ids, seg = right_pad([p[0] for p in pairs], PAD), right_pad([p[1] for p in pairs], 0)
         inputs, labels = mask_tokens(ids, MASK, V, SPECIAL, g, p_select=0.3)
         return inputs, seg, labels, torch.tensor([IS_NEXT if y else NOT_NEXT for y in nxt])
@@ -260,6 +299,7 @@ def _train_tiny_bert():
 def corpus():
     from course_lib.data.stories import generate_stories
     from course_lib.data.tokenizer import build_tokenizer
+
     return generate_stories(40, seed=7), build_tokenizer()
 
 
@@ -273,8 +313,8 @@ def test_nsp_examples_and_pretraining_batches(corpus):
         words = tok.tokens(ids)
         cut = seg.index(1)
         assert words[0] == "[CLS]" and words[cut - 1] == "[SEP]" and words[-1] == "[SEP]"
-        a, b = " ".join(words[1:cut - 1]), " ".join(words[cut:-1])
-        if label == IS_NEXT:                                              # b continues a
+        a, b = " ".join(words[1 : cut - 1]), " ".join(words[cut:-1])
+        if label == IS_NEXT:  # b continues a
             assert (a + " " + b) in stories[i].text
         else:
             assert not stories[i].text.startswith(a + " " + b)
@@ -320,7 +360,7 @@ def test_nsp_breakdown_groups_and_rules(corpus):
     # accuracy is the count-weighted mean of the groups' accuracies
     weighted = sum(c * a for c, a in out["groups"].values() if c) / 300
     assert abs(weighted - out["accuracy"]) < 1e-6
-    assert out["rules"]["b names another character"] > 0.95      # the corpus makes names a sure cue
+    assert out["rules"]["b names another character"] > 0.95  # the corpus makes names a sure cue
     # the count rule is right on every IsNext pair and on the odd-count NotNext pairs only
     odd = out["groups"]["NotNext, a count no story has"][0]
     assert abs(out["rules"]["a count no story has"] - (out["groups"]["IsNext"][0] + odd) / 300) < 1e-6
@@ -334,7 +374,7 @@ def test_classifier_contenders_and_subsets(corpus):
         assert clf(torch.tensor([[tok.cls_id, 10, tok.sep_id]])).shape == (1, 4)
     probe = make_classifier("linear probe (frozen)", pretrained, 4)
     assert probe.bert is not pretrained.bert and probe.frozen
-    for pooling in ("mean", "cls"):        # like with like: every contender pools the same way
+    for pooling in ("mean", "cls"):  # like with like: every contender pools the same way
         assert {make_classifier(k, pretrained, 4, 0, pooling).pooling for k in CLASSIFIERS} == {pooling}
     tuned = make_classifier("pretrained + fine-tuned", pretrained, 4, pooling="cls")
     torch.testing.assert_close(tuned.pooler.dense.weight, pretrained.pooler.dense.weight)
@@ -349,8 +389,13 @@ def test_classifier_contenders_and_subsets(corpus):
 
 
 def test_contextual_vectors_and_explorer(corpus):
-    from course_lib.viz.bert import (contextual_similarity_explorer, contextual_vectors,
-                                     cosine_matrix, sense_summary)
+    from course_lib.viz.bert import (
+        contextual_similarity_explorer,
+        contextual_vectors,
+        cosine_matrix,
+        sense_summary,
+    )
+
     stories, tok = corpus
     bert = Bert(tiny_config(vocab_size=tok.vocab_size, max_len=96)).eval()
     words = [w for w in ("bank", "bat", "bark") if any(x[2] == w for s in stories for x in s.senses)]
@@ -375,7 +420,7 @@ def test_shipped_checkpoint_loads_and_meets_the_claims():
     path = data_dir() / "bert_tiny.safetensors"
     model, meta = load_bert_tiny()
     assert not model.training and meta["config"]["model"]["vocab_size"] == build_tokenizer().vocab_size
-    assert set(meta["config"]) == {"model", "task", "train"}           # the course's one schema
+    assert set(meta["config"]) == {"model", "task", "train"}  # the course's one schema
     assert meta["config"]["train"]["command"] == "python tools/train_bert.py"
     assert {"train_cpu_s", "train_wall_s"} <= set(meta["metrics"])
     assert not {"pretrain_seconds", "sweep_seconds", "pretrain"} & set(meta["metrics"])
@@ -383,7 +428,7 @@ def test_shipped_checkpoint_loads_and_meets_the_claims():
         result = meta["metrics"][key]
         acc = result["test_accuracy"]
         assert set(acc) == set(CLASSIFIERS) and all(0 <= a <= 1 for v in acc.values() for a in v)
-        for kind in CLASSIFIERS:         # the reported recipe is the one validation chose
+        for kind in CLASSIFIERS:  # the reported recipe is the one validation chose
             grid = result["grid"][kind]
             assert select_on_validation(grid) == result["selected"][kind]
             assert all(len(r["val"]) == len(acc[kind]) == 3 for r in grid)
@@ -394,7 +439,7 @@ def test_shipped_checkpoint_loads_and_meets_the_claims():
 
 # ---------------------------------------------------------------- checkers
 def _wrong_corrupt(ids, selected, r, random_ids, mask_id):
-    inputs = torch.where(selected, torch.full_like(ids, mask_id), ids)   # masks every selected one
+    inputs = torch.where(selected, torch.full_like(ids, mask_id), ids)  # masks every selected one
     return inputs, torch.where(selected, ids, torch.full_like(ids, IGNORE_INDEX))
 
 
@@ -405,6 +450,7 @@ def test_checkers_pass_reference_and_explain_mistakes():
     assert checks.check_pair_input(lambda a, b, c, s: pair_input(a, b, c, s)).passed
     bad = checks.check_pair_input(lambda a, b, c, s: ([c, *a, s, *b, s], [0] * (len(a) + len(b) + 3)))
     assert not bad.passed and "item 1" in bad.message
+
     def ref_sum(tok, seg, pos, ids, s):
         return tok[ids] + seg[s] + pos[: ids.shape[1]]
 
@@ -423,8 +469,12 @@ def test_checkers_pass_reference_and_explain_mistakes():
     def todo(*args):
         raise NotImplementedError
 
-    for check in (checks.check_corrupt, checks.check_pair_input, checks.check_bert_embedding_sum,
-                  checks.check_cls_head):
+    for check in (
+        checks.check_corrupt,
+        checks.check_pair_input,
+        checks.check_bert_embedding_sum,
+        checks.check_cls_head,
+    ):
         assert check(todo).status == "not implemented yet"
 
 
@@ -437,8 +487,9 @@ def test_grammaticality_examples_swap_half_of_the_sentences():
     assert ids.shape[0] == 40 and labels.sum().item() == 20
     sentences = {s for story in stories for s in story.sentences}
     for row, label in zip(ids, labels):
-        text = " ".join(tokenizer.id_to_token[i] for i in row.tolist()
-                        if not tokenizer.id_to_token[i].startswith("["))
+        text = " ".join(
+            tokenizer.id_to_token[i] for i in row.tolist() if not tokenizer.id_to_token[i].startswith("[")
+        )
         assert (text in sentences) == (label.item() == 0)
     again, _ = grammaticality_examples(stories, tokenizer, 40, seed=3, max_len=96)
     assert torch.equal(ids, again)
@@ -449,6 +500,7 @@ def test_grammaticality_examples_swap_half_of_the_sentences():
 # ---------------------------------------------------------------- fine-tuning protocol
 def test_finetuning_task_splits_and_sizes(corpus):
     from course_lib.data.stories import generate_stories
+
     stories, tok = corpus
     splits = {"train": stories, "val": generate_stories(12, seed=8), "test": generate_stories(12, seed=9)}
     data = finetuning_task("setting", splits, tok, seed=0, n_labels=8, max_len=96)
@@ -459,17 +511,19 @@ def test_finetuning_task_splits_and_sizes(corpus):
     gram = finetuning_task("grammar", splits, tok, seed=1, n_labels=10, max_len=96, n_eval=20)
     assert gram["n_classes"] == 2 and gram["train"][0].shape[0] == 10 and gram["val"][0].shape[0] == 20
     again = finetuning_task("grammar", splits, tok, seed=2, n_labels=10, max_len=96, n_eval=20)
-    assert torch.equal(gram["test"][0], again["test"][0])          # the test set never moves
-    assert not torch.equal(gram["train"][0], again["train"][0])    # the labelled set does, by seed
+    assert torch.equal(gram["test"][0], again["test"][0])  # the test set never moves
+    assert not torch.equal(gram["train"][0], again["train"][0])  # the labelled set does, by seed
     with pytest.raises(ValueError, match="task must be one of"):
         finetuning_task("topic", splits, tok, 0, 8, 96)
 
 
 def test_select_on_validation_uses_the_validation_mean_only():
-    grid = [dict(pooling="mean", lr=1e-3, steps=40, val=[0.5, 0.9, 0.7], test=[0.99] * 3),
-            dict(pooling="mean", lr=3e-3, steps=40, val=[0.8, 0.8, 0.8], test=[0.1] * 3),
-            dict(pooling="cls", lr=3e-3, steps=40, val=[0.9, 0.7, 0.8], test=[0.2] * 3)]
-    assert select_on_validation(grid) is grid[1]       # best mean 0.8; the tie goes to the earlier
+    grid = [
+        dict(pooling="mean", lr=1e-3, steps=40, val=[0.5, 0.9, 0.7], test=[0.99] * 3),
+        dict(pooling="mean", lr=3e-3, steps=40, val=[0.8, 0.8, 0.8], test=[0.1] * 3),
+        dict(pooling="cls", lr=3e-3, steps=40, val=[0.9, 0.7, 0.8], test=[0.2] * 3),
+    ]
+    assert select_on_validation(grid) is grid[1]  # best mean 0.8; the tie goes to the earlier
     grid[2]["val"] = [0.9, 0.9, 0.8]
     assert select_on_validation(grid) is grid[2]
     with pytest.raises(ValueError, match="val"):
@@ -481,16 +535,17 @@ def test_masked_word_probs_left_only_ignores_the_right_side(corpus):
     torch.manual_seed(0)
     model = BertForPretraining(tiny_config(vocab_size=tok.vocab_size, max_len=96)).eval()
     items = sentence_positions(stories, "so", 2)
-    assert items and all(t[i] in ("sat", "took", "saw", "played", "touched", "heard", "put")
-                         for t, i in items)
+    assert items and all(
+        t[i] in ("sat", "took", "saw", "played", "touched", "heard", "put") for t, i in items
+    )
     tokens, i = items[0]
-    edited = tokens[:i + 1] + ["the"] * (len(tokens) - i - 1)          # other words on the right
+    edited = tokens[: i + 1] + ["the"] * (len(tokens) - i - 1)  # other words on the right
     both, target = masked_word_probs(model, [(tokens, i), (edited, i)], tok)
     left, _ = masked_word_probs(model, [(tokens, i), (edited, i)], tok, left_only=True)
     assert target.tolist() == [tok.token_to_id[tokens[i]]] * 2
     torch.testing.assert_close(both.sum(-1), torch.ones(2))
-    torch.testing.assert_close(left[0], left[1])                      # the right side is gone
-    assert (both[0] - both[1]).abs().max() > 1e-4                     # ...and it mattered
+    torch.testing.assert_close(left[0], left[1])  # the right side is gone
+    assert (both[0] - both[1]).abs().max() > 1e-4  # ...and it mattered
     ids = torch.tensor([[tok.cls_id, *tok.encode(" ".join(tokens[:i])), tok.mask_id, tok.sep_id]])
     with torch.no_grad():
         manual = model(ids)[0][0, i + 1].softmax(-1)
@@ -501,13 +556,14 @@ def test_masked_word_probs_left_only_ignores_the_right_side(corpus):
 
 def test_setting_swap_control(corpus):
     from course_lib.viz.bert import setting_gap, setting_swapped_vectors
+
     stories, tok = corpus
     torch.manual_seed(0)
     bert = Bert(tiny_config(vocab_size=tok.vocab_size, max_len=96)).eval()
     word = next(w for w in ("bank", "bat", "bark") if sum(x[2] == w for s in stories for x in s.senses) >= 3)
     vectors, senses = setting_swapped_vectors(bert, stories, tok, word, ("river", "town"))
     assert vectors.shape[:3] == (3, len(senses), 2)
-    torch.testing.assert_close(vectors[0, :, 0], vectors[0, :, 1])   # layer 0: only the word itself
+    torch.testing.assert_close(vectors[0, :, 0], vectors[0, :, 1])  # layer 0: only the word itself
     assert (vectors[-1, :, 0] - vectors[-1, :, 1]).abs().max() > 1e-6  # the encoder sees the setting
     same = setting_gap(vectors[0], senses)
     assert abs(same["gap"]) < 1e-6 and same["shift"] < 1e-6

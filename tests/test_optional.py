@@ -3,6 +3,7 @@
 bertviz is optional (``course_lib[colab]`` installs it on Colab; requirements.txt elsewhere).
 Its three entry points are called here with bertviz made unimportable.
 """
+
 from __future__ import annotations
 
 import sys
@@ -16,7 +17,7 @@ from course_lib.viz.transformer import encoder_decoder_view
 
 @pytest.fixture
 def no_bertviz(monkeypatch):
-    monkeypatch.setitem(sys.modules, "bertviz", None)   # `import bertviz` raises ImportError
+    monkeypatch.setitem(sys.modules, "bertviz", None)  # `import bertviz` raises ImportError
     with pytest.raises(ImportError):
         import bertviz  # noqa: F401
 
@@ -29,8 +30,13 @@ def test_views_without_bertviz_print_one_line_and_return(no_bertviz, capsys):
     tokens = ["a", "b", "c"]
     assert head_view(_weights(), tokens) is None
     assert model_view(_weights(), tokens) is None
-    run = {"src_tokens": tokens, "dec_tokens": tokens, "encoder": _weights(),
-           "decoder": _weights(), "cross": _weights()}
+    run = {
+        "src_tokens": tokens,
+        "dec_tokens": tokens,
+        "encoder": _weights(),
+        "decoder": _weights(),
+        "cross": _weights(),
+    }
     assert encoder_decoder_view(run) is None
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines == [MISSING_NOTE] * 3

@@ -23,6 +23,7 @@ The checkpoint carries the course's one metadata schema (course_lib/training.py)
 held-out figures, the setting-word curve, the whole validation grid and test tables,
 "train_cpu_s", "train_wall_s"} (CPU and wall seconds of this process: pre-training plus sweep).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,33 +38,48 @@ from course_lib import setup
 from course_lib.bert import BertConfig, BertForPretraining, pretraining_loss
 from course_lib.data.stories import ANIMALS, OBJECTS, PLACES, corpus_splits
 from course_lib.data.tokenizer import build_tokenizer
-from course_lib.experiments.bert import (CLASSIFIERS, classifier_accuracy, finetune_classifier,
-                                         finetuning_task, load_bert_tiny, make_classifier,
-                                         pretraining_accuracy, pretraining_batch,
-                                         select_on_validation)
+from course_lib.experiments.bert import (
+    CLASSIFIERS,
+    classifier_accuracy,
+    finetune_classifier,
+    finetuning_task,
+    load_bert_tiny,
+    make_classifier,
+    pretraining_accuracy,
+    pretraining_batch,
+    select_on_validation,
+)
 from course_lib.training import data_dir, save_checkpoint, train
 
 CONFIG = dict(d_model=64, n_heads=4, n_layers=2, d_ff=256, max_len=96, dropout=0.0)
 PRETRAIN = dict(steps=3000, batch_size=32, lr=5e-3, warmup=100, seed=0)
 TASKS = {"setting": dict(n_labels=32, batch_size=32), "grammar": dict(n_labels=64, batch_size=32)}
-N_EVAL = 1000   # validation and test sentences of the grammar task
+N_EVAL = 1000  # validation and test sentences of the grammar task
 # the sweep, the same for every contender (the frozen probe gets larger learning rates: only a
 # linear layer learns); listed cheapest first, which wins ties
-SWEEP = dict(pooling=("mean", "cls"), steps=(40, 120), lr=(3e-4, 1e-3, 3e-3),
-             probe_lr=(3e-3, 1e-2, 3e-2))
+SWEEP = dict(pooling=("mean", "cls"), steps=(40, 120), lr=(3e-4, 1e-3, 3e-3), probe_lr=(3e-3, 1e-2, 3e-2))
 
 
-def pretrain(config: BertConfig, stories, tokenizer, steps: int, batch_size: int, lr: float,
-             warmup: int, seed: int) -> tuple[BertForPretraining, object]:
+def pretrain(
+    config: BertConfig, stories, tokenizer, steps: int, batch_size: int, lr: float, warmup: int, seed: int
+) -> tuple[BertForPretraining, object]:
     """Seeded MLM + NSP pre-training; returns (model, TrainResult)."""
     torch.manual_seed(seed)
     model = BertForPretraining(config)
     g = torch.Generator().manual_seed(seed)
     probe = setting_word_accuracy(stories[-256:], tokenizer, config.max_len)
-    result = train(model, lambda step: pretraining_batch(stories, tokenizer, batch_size, g,
-                                                         config.max_len),
-                   pretraining_loss, steps, lr, warmup=warmup, weight_decay=0.01, desc="pretrain",
-                   eval_fn=lambda: probe(model), eval_every=250)
+    result = train(
+        model,
+        lambda step: pretraining_batch(stories, tokenizer, batch_size, g, config.max_len),
+        pretraining_loss,
+        steps,
+        lr,
+        warmup=warmup,
+        weight_decay=0.01,
+        desc="pretrain",
+        eval_fn=lambda: probe(model),
+        eval_every=250,
+    )
     return model, result
 
 
@@ -76,8 +92,7 @@ def setting_word_accuracy(stories, tokenizer, max_len: int):
     words = {w for table in (PLACES, OBJECTS) for ws in table.values() for w in ws}
     words |= {w for pairs in ANIMALS.values() for pair in pairs for w in pair}
     ids = torch.tensor([tokenizer.token_to_id[w] for w in sorted(words)])
-    batch = pretraining_batch(stories, tokenizer, len(stories), torch.Generator().manual_seed(7),
-                              max_len)
+    batch = pretraining_batch(stories, tokenizer, len(stories), torch.Generator().manual_seed(7), max_len)
     inputs, segments, labels, _ = batch
     keep = torch.isin(labels, ids)
 
@@ -97,19 +112,31 @@ def sweep_task(pretrained: BertForPretraining, splits, tokenizer, task: str, see
     accuracy is computed here.
     """
     hp, max_len = TASKS[task], pretrained.config.max_len
-    data = [finetuning_task(task, splits, tokenizer, seed, hp["n_labels"], max_len, N_EVAL)
-            for seed in range(seeds)]
+    data = [
+        finetuning_task(task, splits, tokenizer, seed, hp["n_labels"], max_len, N_EVAL)
+        for seed in range(seeds)
+    ]
     out = {"hyper": dict(hp, n_eval=N_EVAL, seeds=seeds, sweep=SWEEP), "grid": {}}
     for kind in CLASSIFIERS:
         lrs = SWEEP["probe_lr"] if kind.startswith("linear probe") else SWEEP["lr"]
         out["grid"][kind] = []
         for pooling, steps, lr in itertools.product(SWEEP["pooling"], SWEEP["steps"], lrs):
-            val = [round(classifier_accuracy(
-                       finetune_one(kind, pretrained, d, pooling, lr, steps, hp["batch_size"], seed),
-                       *d["val"]), 4) for seed, d in enumerate(data)]
+            val = [
+                round(
+                    classifier_accuracy(
+                        finetune_one(kind, pretrained, d, pooling, lr, steps, hp["batch_size"], seed),
+                        *d["val"],
+                    ),
+                    4,
+                )
+                for seed, d in enumerate(data)
+            ]
             out["grid"][kind].append(dict(pooling=pooling, lr=lr, steps=steps, val=val))
-            print(f"  {task:8s} {kind:24s} {pooling:4s} lr {lr:g} steps {steps:3d}: val "
-                  + " ".join(f"{v:.3f}" for v in val), flush=True)
+            print(
+                f"  {task:8s} {kind:24s} {pooling:4s} lr {lr:g} steps {steps:3d}: val "
+                + " ".join(f"{v:.3f}" for v in val),
+                flush=True,
+            )
     return out
 
 
@@ -122,15 +149,19 @@ def test_tables(pretrained: BertForPretraining, splits, tokenizer, task: str, re
     the sweep) and scored once on the test split.
     """
     hp, max_len = result["hyper"], pretrained.config.max_len
-    data = [finetuning_task(task, splits, tokenizer, seed, hp["n_labels"], max_len, hp["n_eval"])
-            for seed in range(hp["seeds"])]
+    data = [
+        finetuning_task(task, splits, tokenizer, seed, hp["n_labels"], max_len, hp["n_eval"])
+        for seed in range(hp["seeds"])
+    ]
     cache = {}
 
     def test_of(kind, r):
         key = (kind, r["pooling"], r["lr"], r["steps"])
         if key not in cache:
-            models = [finetune_one(kind, pretrained, d, r["pooling"], r["lr"], r["steps"],
-                                   hp["batch_size"], seed) for seed, d in enumerate(data)]
+            models = [
+                finetune_one(kind, pretrained, d, r["pooling"], r["lr"], r["steps"], hp["batch_size"], seed)
+                for seed, d in enumerate(data)
+            ]
             val = [round(classifier_accuracy(m, *d["val"]), 4) for m, d in zip(models, data)]
             assert val == r["val"], f"{key}: validation {val} differs from the sweep's {r['val']}"
             cache[key] = [round(classifier_accuracy(m, *d["test"]), 4) for m, d in zip(models, data)]
@@ -141,15 +172,17 @@ def test_tables(pretrained: BertForPretraining, splits, tokenizer, task: str, re
     result["test_accuracy"] = {k: test_of(k, r) for k, r in result["selected"].items()}
     result["same_pooling"] = {}
     for pooling in SWEEP["pooling"]:
-        chosen = {k: select_on_validation([r for r in g if r["pooling"] == pooling])
-                  for k, g in grid.items()}
+        chosen = {k: select_on_validation([r for r in g if r["pooling"] == pooling]) for k, g in grid.items()}
         result["same_pooling"][pooling] = {
-            "selected": chosen, "test_accuracy": {k: test_of(k, r) for k, r in chosen.items()}}
+            "selected": chosen,
+            "test_accuracy": {k: test_of(k, r) for k, r in chosen.items()},
+        }
     return result
 
 
-def finetune_one(kind, pretrained, data: dict, pooling: str, lr: float, steps: int,
-                 batch_size: int, seed: int):
+def finetune_one(
+    kind, pretrained, data: dict, pooling: str, lr: float, steps: int, batch_size: int, seed: int
+):
     """One contender trained with one recipe on one seed's labelled set (what the notebook re-runs)."""
     model = make_classifier(kind, pretrained, data["n_classes"], seed, pooling)
     finetune_classifier(model, *data["train"], steps, lr, batch_size, seed, progress=False)
@@ -159,14 +192,16 @@ def finetune_one(kind, pretrained, data: dict, pooling: str, lr: float, steps: i
 def print_table(title: str, result: dict) -> None:
     """Print each contender's chosen recipe, its validation mean and test accuracy per seed."""
     print(title)
-    tables = [("best recipe", result)] + [(f"all {p} pooling", t)
-                                          for p, t in result["same_pooling"].items()]
+    tables = [("best recipe", result)] + [(f"all {p} pooling", t) for p, t in result["same_pooling"].items()]
     for name, table in tables:
         for kind, test in table["test_accuracy"].items():
             r = table["selected"][kind]
-            print(f"  {name:17s} {kind:24s} {r['pooling']:4s} lr {r['lr']:g} steps {r['steps']:3d}"
-                  f"  val {statistics.mean(r['val']):.3f}  test " + " ".join(f"{a:.3f}" for a in test)
-                  + f"   mean {statistics.mean(test):.3f}")
+            print(
+                f"  {name:17s} {kind:24s} {r['pooling']:4s} lr {r['lr']:g} steps {r['steps']:3d}"
+                f"  val {statistics.mean(r['val']):.3f}  test "
+                + " ".join(f"{a:.3f}" for a in test)
+                + f"   mean {statistics.mean(test):.3f}"
+            )
 
 
 def main(argv=None):
@@ -175,10 +210,16 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=PRETRAIN["lr"])
     parser.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds")
     parser.add_argument("--out", type=Path, default=data_dir() / "bert_tiny.safetensors")
-    parser.add_argument("--finetune-only", action="store_true",
-                        help="load --out, redo only the fine-tuning sweep and tables, save again")
-    parser.add_argument("--tables-only", action="store_true",
-                        help="load --out, keep its sweep, redo only the test tables, save again")
+    parser.add_argument(
+        "--finetune-only",
+        action="store_true",
+        help="load --out, redo only the fine-tuning sweep and tables, save again",
+    )
+    parser.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="load --out, keep its sweep, redo only the test tables, save again",
+    )
     args = parser.parse_args(argv)
 
     setup(seed=0)
@@ -199,13 +240,11 @@ def main(argv=None):
         spent = (0.0, 0.0)
     model.eval()
     for task, key in (("setting", "finetune"), ("grammar", "finetune_grammar")):
-        result = (metrics[key] if args.tables_only
-                  else sweep_task(model, splits, tokenizer, task, args.seeds))
+        result = metrics[key] if args.tables_only else sweep_task(model, splits, tokenizer, task, args.seeds)
         metrics[key] = test_tables(model, splits, tokenizer, task, result)
         print_table(f"{task}: test accuracy of the recipes chosen on validation", metrics[key])
     cpu_before = spent[0]  # None when an earlier run did not record its CPU time
-    metrics["train_cpu_s"] = (None if cpu_before is None
-                              else round(cpu_before + time.process_time() - cpu, 1))
+    metrics["train_cpu_s"] = None if cpu_before is None else round(cpu_before + time.process_time() - cpu, 1)
     metrics["train_wall_s"] = round(spent[1] + time.perf_counter() - wall, 1)
     path = save_checkpoint(model, args.out, checkpoint, metrics)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
@@ -213,29 +252,50 @@ def main(argv=None):
 
 def checkpoint_config(config: BertConfig, hp: dict, seeds: int) -> dict:
     """The checkpoint's config in the course's one schema: model, task, train."""
-    return {"model": config.to_dict(),
-            "task": {"corpus": "stories", "corpus_seed": 0, "tokenizer": "word-level (build_tokenizer)",
-                     "pretraining": "masked LM (15%; 80/10/10) + next-sentence prediction",
-                     "finetuning": list(TASKS)},
-            "train": {"command": "python tools/train_bert.py", "seed": hp["seed"], "steps": hp["steps"],
-                      "batch_size": hp["batch_size"], "lr": hp["lr"], "warmup": hp["warmup"],
-                      "weight_decay": 0.01, "finetune_seeds": seeds}}
+    return {
+        "model": config.to_dict(),
+        "task": {
+            "corpus": "stories",
+            "corpus_seed": 0,
+            "tokenizer": "word-level (build_tokenizer)",
+            "pretraining": "masked LM (15%; 80/10/10) + next-sentence prediction",
+            "finetuning": list(TASKS),
+        },
+        "train": {
+            "command": "python tools/train_bert.py",
+            "seed": hp["seed"],
+            "steps": hp["steps"],
+            "batch_size": hp["batch_size"],
+            "lr": hp["lr"],
+            "warmup": hp["warmup"],
+            "weight_decay": 0.01,
+            "finetune_seeds": seeds,
+        },
+    }
 
 
 def pretrain_and_measure(config, splits, tokenizer, hp: dict):
     """Pre-train, then measure held-out MLM / NSP accuracy; returns (model, metrics)."""
     start = time.perf_counter()
-    model, result = pretrain(config, splits["train"], tokenizer, hp["steps"], hp["batch_size"],
-                             hp["lr"], hp["warmup"], hp["seed"])
+    model, result = pretrain(
+        config, splits["train"], tokenizer, hp["steps"], hp["batch_size"], hp["lr"], hp["warmup"], hp["seed"]
+    )
     held_out = pretraining_accuracy(model, splits["test"], tokenizer, config.max_len)
-    print(f"pretrain: {time.perf_counter() - start:.0f} s, final loss {result.final_loss:.3f}, "
-          f"test MLM accuracy {held_out['mlm_accuracy']:.3f}, NSP accuracy "
-          f"{held_out['nsp_accuracy']:.3f}")
-    curve = [round(sum(result.losses[i:i + 50]) / len(result.losses[i:i + 50]), 4)
-             for i in range(0, len(result.losses), 50)]
-    metrics = {"setting_word_accuracy": [[s, round(v, 4)] for s, v in result.evals],
-               "final_loss": round(result.final_loss, 4), "loss_curve": curve,
-               **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in held_out.items()}}
+    print(
+        f"pretrain: {time.perf_counter() - start:.0f} s, final loss {result.final_loss:.3f}, "
+        f"test MLM accuracy {held_out['mlm_accuracy']:.3f}, NSP accuracy "
+        f"{held_out['nsp_accuracy']:.3f}"
+    )
+    curve = [
+        round(sum(result.losses[i : i + 50]) / len(result.losses[i : i + 50]), 4)
+        for i in range(0, len(result.losses), 50)
+    ]
+    metrics = {
+        "setting_word_accuracy": [[s, round(v, 4)] for s, v in result.evals],
+        "final_loss": round(result.final_loss, 4),
+        "loss_curve": curve,
+        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in held_out.items()},
+    }
     return model, metrics
 
 

@@ -12,7 +12,7 @@ not silently become ``[UNK]``); ``strict=False`` maps unknown words to ``[UNK]``
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -38,7 +38,7 @@ class WordTokenizer:
             setattr(self, f"{name}_id", self.token_to_id[f"[{name.upper()}]"])
 
     @classmethod
-    def from_stories(cls, stories, strict: bool = True) -> "WordTokenizer":
+    def from_stories(cls, stories, strict: bool = True) -> WordTokenizer:
         """Vocabulary = every token that occurs in ``stories`` (``Story`` objects or strings)."""
         words = set()
         for story in stories:

@@ -14,6 +14,7 @@ recipes (pooling, learning rate, steps) are chosen on a validation split
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,9 @@ from course_lib.bert import (IS_NEXT, NOT_NEXT, Bert, BertClassifier, BertConfig
                              mask_tokens, pair_input)
 from course_lib.common import IGNORE_INDEX, right_pad
 from course_lib.data.stories import LABELS, NAMES
+from course_lib.pretrained.bert import load_bert
 from course_lib.training import data_dir, load_model, train
+from course_lib.viz.bert import cosine_matrix, sense_summary
 
 __all__ = ["story_ids", "NSPPair", "nsp_pair", "nsp_example", "foreign_name", "sentence_count",
            "nsp_breakdown",
@@ -32,7 +35,8 @@ __all__ = ["story_ids", "NSPPair", "nsp_pair", "nsp_example", "foreign_name", "s
            "pretraining_accuracy", "CLASSIFIERS", "make_classifier", "labelled_subset",
            "finetune_classifier", "classifier_accuracy", "grammaticality_examples",
            "finetuning_task", "select_on_validation", "TASKS", "masked_word_probs",
-           "sentence_positions", "load_bert_tiny"]
+           "sentence_positions", "load_bert_tiny", "REAL_BERT", "FILL_MASK", "BANK_SENTENCES",
+           "BANK_SHARED", "fill_mask", "word_vectors", "real_model_demo"]
 
 
 def load_bert_tiny(path: str | Path | None = None) -> tuple[BertForPretraining, dict]:
@@ -358,3 +362,132 @@ def sentence_positions(stories, first: str, offset: int, max_items: int | None =
                 items.append((story.tokens, start + offset))
             start += len(words)
     return items[:max_items]
+
+
+# ---------------------------------------------------------------- the real thing: bert-base
+REAL_BERT = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
+             "num_attention_heads": 12}     # bert-base-uncased: quality checks apply to it only
+FILL_MASK = ("the capital of france is [MASK] .",
+             "she sat on the [MASK] of the river and watched the boats .",
+             "he went to the [MASK] to take some money out of his account .",
+             "the children played in the [MASK] after school .",
+             "i would like a cup of [MASK] , please .")
+BANK_SENTENCES = {
+    "river": ("we sat on the bank of the river and watched the ducks .",
+              "the boat drifted slowly toward the muddy bank .",
+              "fishermen lined the bank of the stream at dawn .",
+              "the flood washed away part of the bank near the bridge .",
+              "she walked along the grassy bank and looked at the water .",
+              "the otter slid down the bank into the cold river ."),
+    "money": ("i went to the bank to deposit my paycheck .",
+              "the bank approved our loan for the new house .",
+              "he works as a teller at the bank downtown .",
+              "the bank raised its interest rates again this year .",
+              "she opened a savings account at the bank .",
+              "robbers broke into the bank and stole the cash ."),
+}
+# one sentence that does not decide the sense, after a sentence that does (the long-range case)
+BANK_SHARED = ("he sat down by the bank .",
+               {"river": "we spent the whole day fishing on the river .",
+                "money": "we needed some cash before the shops closed ."})
+
+
+def _encode(tokenizer, texts: list[str], pad_id: int):
+    """Texts -> (ids (n, t), segments (n, t)) with the tokenizer's own [CLS]/[SEP] template."""
+    encodings = [tokenizer.encode(text) for text in texts]
+    return (right_pad([e.ids for e in encodings], pad_id),                # (n, t)
+            right_pad([e.type_ids for e in encodings], 0))                 # (n, t)
+
+
+@torch.no_grad()
+def fill_mask(model: BertForPretraining, tokenizer, text: str, k: int = 3) -> list[tuple[str, float]]:
+    """The k most probable tokens at the [MASK] of ``text`` (a ``tokenizers.Tokenizer``)."""
+    ids, segments = _encode(tokenizer, [text], model.config.pad_id)        # (1, t)
+    where = (ids[0] == tokenizer.token_to_id("[MASK]")).nonzero().flatten()
+    if len(where) != 1:
+        raise ValueError(f"fill_mask: expected one [MASK] in {text!r}, received {len(where)}")
+    probs = model(ids, segments)[0][0, where[0]].softmax(-1)              # (vocab,)
+    top = probs.topk(k)
+    return [(tokenizer.id_to_token(int(i)), float(p)) for p, i in zip(top.values, top.indices)]
+
+
+@torch.no_grad()
+def word_vectors(model: BertForPretraining, tokenizer, texts: list[str], word: str) -> torch.Tensor:
+    """The hidden vector of the LAST occurrence of ``word`` in each text, after each layer:
+    (n_layers + 1, n, d), layer 0 = the embeddings (as ``course_lib.viz.bert.contextual_vectors``)."""
+    ids, segments = _encode(tokenizer, texts, model.config.pad_id)         # (n, t)
+    target = tokenizer.token_to_id(word)
+    hits = [(row == (-1 if target is None else target)).nonzero().flatten() for row in ids]
+    if any(len(h) == 0 for h in hits):
+        raise ValueError(f"word_vectors: {word!r} is not a single token of every text")
+    states = torch.stack(model.bert.hidden_states(ids, segments))         # (layers+1, n, t, d)
+    return states[:, torch.arange(len(texts)), torch.stack([h[-1] for h in hits])]
+
+
+def real_model_demo(folder: str | Path, k: int = 3) -> dict:
+    """Notebook 04's "real thing": a BERT checkpoint folder in the course's BertForPretraining.
+
+    Fills [MASK] in ``FILL_MASK``; scores an IsNext and a NotNext pair; compares the vectors of
+    "bank" in ``BANK_SENTENCES`` (the analysis of §6: within-sense vs across-sense cosine, at
+    the embeddings and after the last layer); places the "bank" of ``BANK_SHARED`` (a sentence
+    that does not decide the sense) after a river or a money sentence relative to the two
+    senses' mean vectors. Prints each result; asserts what must hold for bert-base-uncased
+    (``REAL_BERT``) only when the folder holds that model. Returns the measured values.
+    """
+    from tokenizers import Tokenizer              # optional: needed only with real weights
+
+    folder = Path(folder)
+    hf_config = json.loads((folder / "config.json").read_text())
+    real = all(hf_config.get(key) == value for key, value in REAL_BERT.items())
+    model, tokenizer = load_bert(folder), Tokenizer.from_file(str(folder / "tokenizer.json"))
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{folder.name}: {n_params:,} parameters in the course's BertForPretraining")
+    out = {"fill": {}, "real": real}
+    for text in FILL_MASK:
+        out["fill"][text] = fill_mask(model, tokenizer, text, k)
+        print(f"{text}\n    -> " + ", ".join(f"{w} {p:.2f}" for w, p in out["fill"][text]))
+    out["nsp"] = _nsp_pairs(model, tokenizer)
+    texts = [t for sense in BANK_SENTENCES for t in BANK_SENTENCES[sense]]
+    senses = [sense for sense in BANK_SENTENCES for _ in BANK_SENTENCES[sense]]
+    vectors = word_vectors(model, tokenizer, texts, "bank")               # (layers+1, n, d)
+    out["bank"] = {layer: sense_summary(cosine_matrix(vectors[layer]), senses)
+                   for layer in (0, model.config.n_layers)}
+    for layer, r in out["bank"].items():
+        print(f"'bank' after layer {layer:2d}: within a sense {r['within']:.2f}, "
+              f"across senses {r['across']:.2f}")
+    out["shared"] = _shared_sentence(model, tokenizer, vectors[-1], senses)
+    if real:                                      # what the published bert-base must do
+        assert "paris" in [w for w, _ in out["fill"][FILL_MASK[0]]], out["fill"][FILL_MASK[0]]
+        last = out["bank"][model.config.n_layers]
+        assert last["within"] > last["across"], last
+    return out
+
+
+@torch.no_grad()
+def _nsp_pairs(model, tokenizer) -> dict:
+    """P(IsNext) of a pair that continues and of one that does not."""
+    a = "the cat sat on the warm windowsill all afternoon ."
+    pairs = {"IsNext ": "then it stretched , yawned and fell asleep in the sun .",
+             "NotNext": "the stock market closed higher on friday after the report ."}
+    out = {}
+    for name, b in pairs.items():
+        enc = tokenizer.encode(a, b)
+        ids, segments = torch.tensor([enc.ids]), torch.tensor([enc.type_ids])
+        out[name.strip()] = model(ids, segments)[1].softmax(-1)[0, IS_NEXT].item()
+        print(f"{name} pair: P(IsNext) = {out[name.strip()]:.3f}   ({a} | {b})")
+    return out
+
+
+def _shared_sentence(model, tokenizer, last: torch.Tensor, senses: list[str]) -> dict:
+    """cos("bank" of BANK_SHARED after each context, mean vector of each sense): last layer."""
+    sentence, contexts = BANK_SHARED
+    texts = [f"{context} {sentence}" for context in contexts.values()]
+    shared = word_vectors(model, tokenizer, texts, "bank")[-1]            # (contexts, d)
+    means = torch.stack([last[[s == sense for s in senses]].mean(0) for sense in BANK_SENTENCES])
+    sim = cosine_matrix(torch.cat([shared, means]))[:len(texts), len(texts):]  # (contexts, senses)
+    out = {}
+    for row, context in zip(sim, contexts):
+        out[context] = dict(zip(BANK_SENTENCES, row.tolist()))
+        print(f"'{sentence}' after a {context} sentence: cosine to the river sense "
+              f"{out[context]['river']:.2f}, to the money sense {out[context]['money']:.2f}")
+    return out

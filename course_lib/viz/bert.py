@@ -22,7 +22,6 @@ import torch.nn.functional as F
 
 from course_lib.bert import Bert, pair_input
 from course_lib.common import check_shapes, right_pad
-from course_lib.experiments.bert import story_ids
 from course_lib.data.stories import LABELS
 from course_lib.viz import Explorer, to_numpy
 
@@ -43,7 +42,7 @@ def contextual_vectors(bert: Bert, stories, tokenizer, word: str, max_items: int
                          f"(ambiguous words are listed in Story.senses)")
     seqs, positions = [], []
     for story, i, j, _ in items:
-        seqs.append(pair_input(story_ids(tokenizer, story.sentences), None, tokenizer.cls_id,
+        seqs.append(pair_input(tokenizer.encode(story.text), None, tokenizer.cls_id,
                                tokenizer.sep_id, bert.config.max_len)[0])
         positions.append(1 + sum(len(s.split()) for s in story.sentences[:i]) + j)  # +1: [CLS]
     ids = right_pad(seqs, tokenizer.pad_id)                                 # (n, t)
