@@ -1,5 +1,5 @@
 """course_lib's layout follows the syllabus: a module imports only services and topics taught
-at or before its own (00 word vectors < 01 attention < … < 07 Mamba), and there is no import
+at or before its own (00 word vectors < 01 attention < … < 07 Mamba < 08 modern decoders < 09 RWKV and hybrids), and there is no import
 cycle. viz/checks/experiments/pretrained modules take the level of the topic they are named
 after; everything else (common, training, timing, source, data, the package roots) is a
 service that imports no topic at all."""
@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "course_lib"
 
 LEVEL = {"word_vectors": 0, "rnn": 0, "attention": 1, "positional": 2, "transformer": 3,
-         "bert": 4, "gpt": 5, "gpt2": 5, "ssm": 6, "s4": 6, "scan": 7, "mamba": 7}
+         "bert": 4, "gpt": 5, "gpt2": 5, "ssm": 6, "s4": 6, "scan": 7, "mamba": 7,
+         "llama": 8, "rwkv": 9, "hybrid": 9}
 SERVICE = -1
 
 
