@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -132,9 +132,11 @@ CASES = [
     Case("check_shapes type", "course_lib", "check_shapes",
          lambda f: f([([1, 2], ("b",), "x")]), r"x: expected a torch.Tensor, received list"),
     Case("check_token_ids float", "course_lib", "check_token_ids",
-         lambda f: f(T(2, 3)), r"ids: expected integer token ids of shape \(b, t\), received \(2, 3\) torch.float32"),
+         lambda f: f(T(2, 3)),
+         r"ids: expected integer token ids of shape \(b, t\), received \(2, 3\) torch.float32"),
     Case("check_token_ids range", "course_lib", "check_token_ids",
-         lambda f: f(torch.tensor([[0, 7]]), vocab_size=5), r"expected token ids in \[0, 5\), received min 0, max 7"),
+         lambda f: f(torch.tensor([[0, 7]]), vocab_size=5),
+         r"expected token ids in \[0, 5\), received min 0, max 7"),
     Case("check_token_ids rank", "course_lib", "check_token_ids",
          lambda f: f(torch.tensor([0, 1])), r"expected shape \(b, t\).*received \(2,\)"),
     Case("right_pad too long", "course_lib", "right_pad",
