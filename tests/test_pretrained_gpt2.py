@@ -162,7 +162,9 @@ def test_the_real_thing_section_runs_on_a_fake_checkpoint(tmp_path, monkeypatch)
                                    atol=1e-4, rtol=0)
     assert real["maps"].shape == (2, 4, 4, 2 * real["half"], 2 * real["half"])
     explorer, tokens = real_model_explorer(real)
-    assert len(tokens) == 2 * real["half"]
+    assert len(tokens) == 2 * real["half"] and all(isinstance(w, str) for w in tokens)
+    from course_lib.viz.bertviz import prepare_attention
+    assert len(prepare_attention(real["maps"][:, 0], tokens, layers=[1])) == 1
     assert (explorer.controls["layer"].value, explorer.controls["head"].value) == real["induction_head"]
 
 
@@ -188,3 +190,21 @@ def test_checkpoint_config_file_is_the_hub_layout(tmp_path):
     folder = save(hf_gpt2(**CONFIGS["small"]), tmp_path)
     config = json.loads((folder / "config.json").read_text())
     assert config["model_type"] == "gpt2" and config["n_embd"] == 32
+
+
+def test_hub_layout_without_prefix_and_with_mask_buffers(tmp_path):
+    """The hub's gpt2 file was saved from GPT2Model: keys without "transformer.", plus the
+    causal-mask buffers attn.bias (1, 1, n, n) of older transformers versions."""
+    hf = hf_gpt2(**CONFIGS["small"])
+    folder = save(hf, tmp_path)
+
+    def hub(tensors):
+        for key in list(tensors):
+            tensors[key.removeprefix("transformer.")] = tensors.pop(key)
+        for i in range(2):
+            tensors[f"h.{i}.attn.bias"] = torch.ones(1, 1, 64, 64).tril()
+            tensors[f"h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
+    _rewrite(folder, hub)
+    ids = torch.randint(0, 101, (2, 9), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert (load_gpt2(folder)(ids) - hf(ids).logits).abs().max() <= 1e-4
