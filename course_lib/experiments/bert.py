@@ -452,6 +452,8 @@ def real_model_demo(folder: str | Path, k: int = 3) -> dict:
     vectors = word_vectors(model, tokenizer, texts, "bank")               # (layers+1, n, d)
     out["bank"] = {layer: sense_summary(cosine_matrix(vectors[layer]), senses)
                    for layer in (0, model.config.n_layers)}
+    out["bank_similarity"] = {layer: cosine_matrix(vectors[layer]) for layer in out["bank"]}
+    out["senses"] = senses
     for layer, r in out["bank"].items():
         print(f"'bank' after layer {layer:2d}: within a sense {r['within']:.2f}, "
               f"across senses {r['across']:.2f}")

@@ -52,7 +52,10 @@ from course_lib.data.tokenizer import build_tokenizer
 from course_lib.experiments.bert import (CLASSIFIERS, classifier_accuracy, finetune_classifier,
                                          finetuning_task, load_bert_tiny, make_classifier,
                                          masked_word_probs, nsp_breakdown, nsp_example, nsp_pair,
-                                         pretraining_accuracy, sentence_positions, story_ids)
+                                         pretraining_accuracy, real_model_demo, sentence_positions,
+                                         story_ids)
+from course_lib.pretrained import find_pretrained, unavailable_line
+from course_lib.pretrained.bert import bert_mapping
 from course_lib.source import show_source
 from course_lib.viz import plot_heads
 from course_lib.viz.attention import attention_weights_explorer
@@ -743,7 +746,59 @@ head_view(short_maps, tokenizer.tokens(short))
 model_view(short_maps, tokenizer.tokens(short))
 
 # %% [markdown]
-# ## 9. Exercises
+# ## 9. The real thing: bert-base-uncased in our `BertForPretraining`
+#
+# Everything above ran a BERT small enough to train on a laptop. The same classes hold the
+# published model: bert-base-uncased (Devlin et al., 2019) is this `BertForPretraining` with
+# $d = 768$, $L = 12$, $n_h = 12$ (the configuration counted in section 1), a WordPiece
+# vocabulary, the exact (erf) GELU and LayerNorm $\varepsilon = 10^{-12}$. Its weights fit our
+# modules one to one. BERT stores $W_Q$, $W_K$, $W_V$ as three layers, which our `qkv_proj`
+# holds stacked; the hub's file still uses TensorFlow's LayerNorm names (`gamma`, `beta`); and
+# the masked-LM read-out is the token embedding itself, as in ours. `course_lib.pretrained.bert`
+# maps every tensor, and `assign_weights` checks every key and shape before it touches the model
+# (nothing is ever half-loaded). The tests build `transformers`' `BertForPreTraining` from random
+# weights for several sizes and assert the same masked-LM and next-sentence logits (to float
+# precision) and the same tokens when blanks are filled one by one.
+
+# %%
+show_source(bert_mapping)
+
+# %% [markdown]
+# The weights are an optional download (`python tools/fetch_pretrained.py bert-base-uncased`,
+# checked by SHA-256), and so is the `tokenizers` package that reads their WordPiece
+# vocabulary. Without the weights the cells below print one line and the notebook goes on. With
+# them, bert-base fills the blank of real sentences, scores a pair that continues and one that
+# does not, and repeats section 6's measurement on "bank" in six river and six money sentences:
+# the mean cosine similarity within a sense and across senses, at the embeddings and after the
+# last layer. Then it takes one sentence that does not decide the sense ("he sat down by the
+# bank .") after a fishing sentence or after a sentence about cash, and compares that "bank"
+# with the mean vector of each sense: the long-range context our tiny model barely used
+# (section 6). For bert-base the cell asserts that "paris" is among the top guesses for "the
+# capital of france is [MASK] ." and that the senses are further apart after the last layer
+# than across them (within > across).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+folder = find_pretrained("bert-base-uncased")
+if folder is None:
+    print(unavailable_line("bert-base-uncased"))
+else:
+    real = real_model_demo(folder)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+if folder is not None:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for ax, (layer, sim) in zip(axes, real["bank_similarity"].items()):
+        r = real["bank"][layer]
+        plot_sense_similarity(sim, real["senses"], ax=ax,
+                              title=f"bert-base: 'bank' after layer {layer}\nwithin "
+                                    f"{r['within']:.2f}, across {r['across']:.2f}")
+    fig.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# ## 10. Exercises
 # Each exercise has a checker that says *passed*, *what differs*, or *not implemented yet*.
 # Replace `raise NotImplementedError` with your code and re-run the cell.
 #
@@ -822,6 +877,10 @@ check_cls_head(my_cls_head)
 #   points; on the story's setting, which its short pre-training had barely learned, it does not
 #   (3.7 points behind with mean pooling for all). The earlier, larger loss was the recipe (the
 #   NSP-trained [CLS] pooler). Pre-training helps with what it learned.
+# - The published bert-base-uncased runs in the same `BertForPretraining`
+#   (`course_lib.pretrained.bert`); the tests prove its logits equal to `transformers`' on
+#   random-weight checkpoints, and with the weights fetched section 9 fills blanks in real
+#   sentences and measures the two senses of "bank".
 # - Now in `course_lib.bert`: `BertConfig`, `BertEmbeddings`, `Bert`, `BertForPretraining`,
 #   `BertClassifier`, `pair_input`, `mask_tokens`, `corrupt`, `param_count`; in
 #   `course_lib.experiments.bert`: `nsp_pair`, `pretraining_batch`, `make_classifier`, `finetune_classifier`,
