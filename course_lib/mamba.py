@@ -242,9 +242,10 @@ class MambaLM(nn.Module):
         return F.linear(self.norm_f(x), self.token_emb.weight), new     # (b, vocab), tied
 
     @torch.no_grad()
-    def generate(self, prompt: torch.Tensor, n_new: int) -> torch.Tensor:
-        """Greedy decoding in recurrent mode: prompt (b, l) -> (b, l + n_new). The prompt is fed
-        through ``step`` too, so the state stays the same size from the first token to the last."""
+    def generate(self, prompt: torch.Tensor, n_new: int, return_state: bool = False):
+        """Greedy decoding in recurrent mode: prompt (b, l) -> (b, l + n_new) (and the state after
+        all but the last token when return_state). The prompt is fed through ``step`` too, so the
+        state stays the same size from the first token to the last."""
         b, l = check_token_ids(prompt, self.config.vocab_size, "prompt", ("b", "l")).values()
         if l < 1 or not isinstance(n_new, int) or n_new < 0:
             raise ValueError(f"generate: expected a prompt of >= 1 token and an int n_new >= 0, "
@@ -254,4 +255,5 @@ class MambaLM(nn.Module):
             logits, states = self.step(out[t], states)                  # (b, vocab)
             if t + 1 >= l:
                 out.append(logits.argmax(-1))                           # (b,) greedy
-        return torch.stack(out, 1)                                      # (b, l + n_new)
+        tokens = torch.stack(out, 1)                                    # (b, l + n_new)
+        return (tokens, states) if return_state else tokens

@@ -347,11 +347,13 @@ class _Tracer(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         self.ops[func.overloadpacket.__name__] += 1
-        for t in tree_flatten(out)[0]:
+        given = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0]
+                 if isinstance(t, torch.Tensor)}                     # a view or in-place result
+        for t in tree_flatten(out)[0]:                               # of these is no new memory
             if isinstance(t, torch.Tensor):
                 storage = t.untyped_storage()
                 key = storage.data_ptr()
-                if storage.nbytes() and key not in self.live:        # a new allocation
+                if storage.nbytes() and key not in self.live and key not in given:   # new memory
                     self.live[key] = storage.nbytes()
                     self.now += storage.nbytes()
                     self.peak = max(self.peak, self.now)

@@ -337,6 +337,11 @@ def test_greedy_generate_equals_argmax_of_the_parallel_forward():
     with torch.no_grad():
         for t in range(5, 11):                                 # each new token: argmax of forward
             assert torch.equal(out[:, t], model(out[:, :t])[:, -1].argmax(-1))
+    same, states = model.generate(prompt, 6, return_state=True)       # state before the last token
+    logits, _ = model.step(out[:, -1], states)
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model(out)[:, -1])
+    assert torch.equal(same, out)
     with pytest.raises(ValueError, match="n_new"):
         model.generate(prompt, -1)
 

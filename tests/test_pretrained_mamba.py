@@ -167,11 +167,11 @@ def test_the_real_thing_section_runs_on_a_fake_checkpoint(tmp_path, monkeypatch)
     assert find_pretrained("mamba-130m") == folder
     real = real_model_demo(find_pretrained("mamba-130m"))            # the notebook's code path
     lines = real_model_lines(real)
-    assert len(lines) == 6 and "vocabulary 183" in lines[0]
+    assert len(lines) == 5 and "vocabulary 183" in lines[0]
     l = real["ids"].shape[1]
     assert real["out"].shape == (1, l + 20) and len(real["tokens"]) == l
-    assert len(set(real["state_bytes"].values())) == 1                # constant-size state
-    assert real["step_bytes"][1] == real["step_bytes"][l + 20]        # and constant work memory
+    first, last = real["step_bytes"][1], real["step_bytes"][l + 20]   # memory does not grow
+    assert first == last and real["state_bytes"] <= first
     theirs = hf.generate(real["ids"], max_new_tokens=20, do_sample=False, pad_token_id=0)
     assert torch.equal(real["out"], theirs)                           # the loaded model is HF's
     assert real["deltas"].shape == (2, l, 64) and (real["deltas"] > 0).all()

@@ -127,42 +127,36 @@ def state_write(seen: dict) -> torch.Tensor:
     return seen["delta"] * seen["x"].abs() * seen["B"].norm(dim=-1, keepdim=True)
 
 
-def _state_bytes(states: list) -> int:
-    """Bytes of MambaLM's recurrent state: per layer (conv inputs, h)."""
-    return sum(t.numel() * t.element_size() for state in states for t in state)
-
-
 @torch.no_grad()
 def real_model_demo(folder: str | Path, prompt: str = "The capital of France is Paris. The "
                     "capital of Italy is", n_new: int = 20) -> dict:
     """What notebook 07's last section runs on a Mamba folder (real weights, or a test's tiny
     random checkpoint): load it into the course's MambaLM, generate greedily with the recurrent
-    ``step`` (checked against the parallel scan's argmax), measure the memory one step makes at
-    the first and at the last position, and read Δ of every layer on the prompt."""
+    ``step`` (checked against the parallel scan's argmax), measure the memory one step
+    allocates at the first and at the last token, and read Δ of every layer on the prompt."""
     from tokenizers import Tokenizer        # the package of Mamba's tokenizer.json (optional extra)
 
     folder = Path(folder)
     model, tokenizer = load_mamba(folder), Tokenizer.from_file(str(folder / "tokenizer.json"))
     ids = torch.tensor([tokenizer.encode(prompt).ids])                  # (1, l)
-    l, outs = ids.shape[1], []
-    seconds = median_time(lambda: outs.append(model.generate(ids, n_new)), repeats=1, warmup=0)
-    out = outs[0]                                                       # (1, l + n_new)
+    l, box = ids.shape[1], []
+    seconds = median_time(lambda: box.append(model.generate(ids, n_new, return_state=True)),
+                          repeats=1, warmup=0)
+    out, states = box[0]                                                # (1, l + n_new)
+    empty = model.init_state(1)
+    first = trace_scan(lambda: model.step(ids[:, 0], empty))["forward_peak"]
+    last = trace_scan(lambda: model.step(out[:, -1], states))["forward_peak"]   # one more token
     logits, deltas = model(out, need_deltas=True)                       # the parallel scan
     assert torch.equal(logits[0, l - 1:-1].argmax(-1), out[0, l:]), "step != scan greedy tokens"
-    states, step_bytes, state_bytes = model.init_state(1), {}, {}
-    for t in range(out.shape[1]):                                       # memory of one step
-        if t in (0, out.shape[1] - 1):
-            step = lambda t=t, states=states: model.step(out[:, t], states)   # noqa: E731
-            step_bytes[t + 1] = trace_scan(step)["forward_peak"]
-        _, states = model.step(out[:, t], states)
-        state_bytes[t + 1] = _state_bytes(states)
     nll = F.cross_entropy(logits[0, :l - 1], out[0, 1:l]).item()       # on the prompt
+    state = sum(t.numel() * t.element_size() for s in model.init_state(1) for t in s)
     real = {"model": model, "tokenizer": tokenizer, "ids": ids, "out": out,
             "tokens": [tokenizer.id_to_token(int(i)) for i in ids[0]],
-            "generated": tokenizer.decode(out[0, l:].tolist()), "seconds_per_token":
-            seconds / (out.shape[1] - 1), "step_bytes": step_bytes, "state_bytes": state_bytes,
-            "prompt_nll": nll, "deltas": torch.stack([d[0, :l] for d in deltas]),   # (layers, l, d)
-            "A": torch.stack([-torch.exp(b.A_log) for b in model.layers])}        # (layers, d, n)
+            "generated": tokenizer.decode(out[0, l:].tolist()),
+            "seconds_per_token": seconds / (out.shape[1] - 1), "state_bytes": state,
+            "step_bytes": {1: first, out.shape[1]: last}, "prompt_nll": nll,
+            "deltas": torch.stack([d[0, :l] for d in deltas]),          # (layers, l, d)
+            "A": torch.stack([-torch.exp(b.A_log) for b in model.layers])}   # (layers, d, n)
     if model.config == MAMBA_130M:                    # what only the real weights can show
         assert nll < 6.0, f"prompt loss {nll:.2f} nats: not the trained mamba-130m?"
     return real
@@ -171,7 +165,7 @@ def real_model_demo(folder: str | Path, prompt: str = "The capital of France is 
 def real_model_lines(real: dict) -> list[str]:
     """The lines notebook 07 prints about ``real_model_demo``'s result."""
     c, (first, last) = real["model"].config, sorted(real["step_bytes"])
-    n = real["out"].shape[1]
+    n, mib = real["out"].shape[1], 2 ** 20
     kv = 2 * c.n_layers * n * c.d_model * 4                             # K and V, float32
     per_token = real["deltas"].mean(-1)                                 # (layers, l) mean Δ
     rel = (per_token / per_token.mean(-1, keepdim=True)).mean(0)        # (l,) over the layers
@@ -181,13 +175,11 @@ def real_model_lines(real: dict) -> list[str]:
             f"greedy, recurrent step (== the parallel scan's argmax): ...{real['generated']}",
             f"prompt loss {real['prompt_nll']:.2f} nats per token; "
             f"{real['seconds_per_token'] * 1e3:.0f} ms per token on this machine",
-            f"recurrent state: {real['state_bytes'][first] / 2**20:.2f} MiB after token {first}, "
-            f"{real['state_bytes'][last] / 2**20:.2f} MiB after token {last}; one step allocates "
-            f"{real['step_bytes'][first] / 2**20:.2f} MiB at token {first} and "
-            f"{real['step_bytes'][last] / 2**20:.2f} MiB at token {last}",
-            f"(a Transformer's KV cache of the same depth and width would hold "
-            f"{kv / 2**20:.2f} MiB at token {n}, and grow with every token)",
-            "largest mean Δ (relative to the layer's mean), over all layers: "
+            f"memory one step allocates: {real['step_bytes'][first] / mib:.2f} MiB at token "
+            f"{first}, {real['step_bytes'][last] / mib:.2f} MiB at token {last}; the state: "
+            f"{real['state_bytes'] / mib:.2f} MiB (a Transformer's KV cache of the same "
+            f"depth and width: {kv / mib:.2f} MiB at token {n}, growing with every token)",
+            "largest mean Δ on the prompt (relative to each layer's mean, averaged over layers): "
             + ", ".join(f"{real['tokens'][i]!r} {rel[i]:.2f}" for i in top)]
 
 
