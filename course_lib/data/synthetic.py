@@ -11,7 +11,8 @@ import torch
 
 from course_lib.common import IGNORE_INDEX
 
-__all__ = ["associative_recall", "selective_copying", "induction_heads", "tokens_back", "long_range_batch"]
+__all__ = ["associative_recall", "selective_copying", "induction_heads", "tokens_back", "long_range_batch",
+           "multi_query_recall"]
 
 
 def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
@@ -139,3 +140,31 @@ def long_range_batch(batch: int, length: int, n_classes: int = 8, n_noise: int =
     signal[torch.arange(batch), torch.randint(0, span, (batch,), generator=g)] = True
     tokens[:, :span] = torch.where(signal, labels[:, None], tokens[:, :span])
     return tokens, labels
+
+
+def multi_query_recall(batch: int, n_pairs: int, n_queries: int, n_keys: int = 16,
+                       n_values: int = 16, seed: int | None = None,
+                       generator: torch.Generator | None = None):
+    """Multi-query associative recall (MQAR, Arora et al., 2023, "Zoology"): key-value pairs,
+    then ``n_queries`` of those keys again, each followed by its value; every query is scored.
+
+    Tokens: keys 0..n_keys-1, values n_keys..n_keys+n_values-1. inputs (b, 2*(n_pairs +
+    n_queries)) = k1 v1 … kp vp q1 a1 … qm am with distinct keys and distinct queries; the
+    target at the position of q_j is its value a_j (IGNORE_INDEX elsewhere). Vocabulary size:
+    n_keys + n_values.
+    """
+    _check_positive(batch=batch, n_pairs=n_pairs, n_queries=n_queries, n_keys=n_keys,
+                    n_values=n_values)
+    if not n_queries <= n_pairs <= n_keys:
+        raise ValueError(f"multi_query_recall: expected n_queries ({n_queries}) <= n_pairs "
+                         f"({n_pairs}) <= n_keys ({n_keys}): keys and queries are distinct")
+    g = _generator(seed, generator)
+    keys = torch.rand(batch, n_keys, generator=g).argsort(-1)[:, :n_pairs]          # (b, p)
+    values = torch.randint(n_keys, n_keys + n_values, (batch, n_pairs), generator=g)  # (b, p)
+    pick = torch.rand(batch, n_pairs, generator=g).argsort(-1)[:, :n_queries]       # (b, m)
+    queries, answers = keys.gather(1, pick), values.gather(1, pick)                 # (b, m)
+    inputs = torch.cat([torch.stack([keys, values], -1).flatten(1),
+                        torch.stack([queries, answers], -1).flatten(1)], 1)          # (b, 2p+2m)
+    targets = torch.full_like(inputs, IGNORE_INDEX)
+    targets[:, 2 * n_pairs::2] = answers
+    return inputs, targets
