@@ -370,7 +370,7 @@ def greedy_decode(model: Transformer, src: torch.Tensor, max_new_tokens: int | N
     memory, memory_mask, _ = model.encode(src)                             # (b, s, d)
     ys = torch.full((src.shape[0], 1), c.bos_id, dtype=torch.long, device=src.device)  # (b, 1)
     caches = [KVCache(c.max_len) for _ in model.decoder.layers] if use_cache else None
-    done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
+    done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)  # (b,) seen [EOS]
     cross = []
     for _ in range(max_new_tokens):
         logits, _, cross_ws = model.decode(ys[:, -1:] if use_cache else ys, memory, memory_mask,
@@ -382,7 +382,7 @@ def greedy_decode(model: Transformer, src: torch.Tensor, max_new_tokens: int | N
         done |= next_id == c.eos_id
         if done.all():
             break
-    return Decoded(ys[:, 1:], torch.cat(cross, dim=3) if need_weights else None)
+    return Decoded(ys[:, 1:], torch.cat(cross, dim=3) if need_weights else None)  # (b, n), cross
 
 
 @torch.no_grad()
@@ -419,4 +419,4 @@ def beam_search(model: Transformer, src: torch.Tensor, beam_size: int = 4,
         if not beams or (finished and max(s for _, s in finished) >= beams[0][1]):
             break
     seq, score = max(finished or beams, key=lambda item: item[1])
-    return torch.tensor(seq[1:]), score
+    return torch.tensor(seq[1:]), score                                    # (n,), float
