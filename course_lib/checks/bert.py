@@ -40,7 +40,7 @@ def _corrupt_hint(fn, case) -> str:
         if len(idx):
             pos = tuple(idx[0].tolist())
             if part == "labels":
-                rule = "labels = original id where selected, -100 elsewhere"
+                rule = "labels = original id where selected, IGNORE_INDEX (-100) elsewhere"
             elif not selected[pos]:
                 rule = "positions not selected stay unchanged"
             elif r[pos] < 0.8:

@@ -1,7 +1,7 @@
 """bertviz views of the course's own models, kept small and reproducible.
 
 bertviz's ``head_view``/``model_view`` take a list of per-layer attention tensors shaped
-(1, h, t, t) plus the tokens. Two practical points handled here: the weights are rounded (in
+(1, nh, t, t) plus the tokens. Two practical points handled here: the weights are rounded (in
 float64, so ``tolist`` prints short numbers and the stored notebook stays small) and the layers
 can be restricted. bertviz draws with JavaScript (require.js, d3, jQuery) fetched from a CDN:
 offline, or in an untrusted notebook, nothing renders — the course's own explorer
@@ -44,7 +44,7 @@ def bertviz_view(name: str):
 
 def prepare_attention(weights, tokens: list[str], decimals: int = 3,
                       layers: list[int] | None = None) -> list[torch.Tensor]:
-    """(layers, h, t, s) tensor or list of (h, t, s)/(1, h, t, s) -> bertviz's list of (1, h, t, s)."""
+    """(layers, nh, t, s) tensor or list of (nh, t, s)/(1, nh, t, s) -> bertviz's list of (1, nh, t, s)."""
     per_layer = list(weights) if not isinstance(weights, torch.Tensor) else list(weights.unbind(0))
     out = []
     for i, w in enumerate(per_layer):
@@ -52,7 +52,7 @@ def prepare_attention(weights, tokens: list[str], decimals: int = 3,
         if w.dim() == 3:
             w = w[None]
         if w.dim() != 4 or w.shape[0] != 1:
-            raise ValueError(f"layer {i}: expected attention of shape (1, h, t, s), received "
+            raise ValueError(f"layer {i}: expected attention of shape (1, nh, t, s), received "
                              f"{tuple(w.shape)}")
         if w.shape[-1] != len(tokens) and w.shape[-2] != len(tokens):
             raise ValueError(f"layer {i}: attention covers {w.shape[-1]} positions but "
@@ -83,7 +83,7 @@ def show(view, **kwargs):
 
 
 def head_view(weights, tokens: list[str], layers: list[int] | None = None, **kwargs):
-    """bertviz head view of self-attention weights (layers, h, t, t) for one sequence."""
+    """bertviz head view of self-attention weights (layers, nh, t, t) for one sequence."""
     _head_view = bertviz_view("head_view")
     if _head_view is None:
         return
