@@ -85,6 +85,14 @@ def _tokenizer(fn):
     return fn().encode("tom met a dragon zzzq")
 
 
+def _llama_ids(cls):
+    from course_lib.llama import LlamaConfig
+
+    config = LlamaConfig(vocab_size=10, max_len=8, d_model=8, n_layers=1, n_heads=2,
+                         n_kv_heads=1, d_ff=8)
+    return cls(config)(torch.tensor([[1, 12]]))
+
+
 def _mamba_tokens(cls):
     from course_lib.mamba import MambaConfig
 
@@ -336,6 +344,20 @@ CASES = [
          r"arch must be 'mamba' or 'attention', got 'rnn'"),
     Case("MambaLM token ids", "course_lib.mamba", "MambaLM", _mamba_tokens,
          r"token ids in \[0, 10\), received min 99, max 99"),
+    # llama (08)
+    Case("LlamaConfig kv grouping", "course_lib.llama", "LlamaConfig",
+         lambda c: c(n_heads=4, n_kv_heads=3), r"n_heads by n_kv_heads.*n_kv_heads=3"),
+    Case("Llama token id", "course_lib.llama", "Llama", _llama_ids,
+         r"ids: expected token ids in \[0, 10\), received min 1, max 12"),
+    Case("repeat_kv shape", "course_lib.llama", "repeat_kv", lambda f: f(T(2, 3, 4), 2),
+         r"x: expected shape \(b, nkv, s, dh\).*received \(2, 3, 4\)"),
+    Case("document_mask float ids", "course_lib.llama", "document_mask", lambda f: f(T(1, 4)),
+         r"doc_ids: expected integer token ids"),
+    Case("speculative_generate batch", "course_lib.llama", "speculative_generate",
+         lambda f: f(None, None, torch.zeros(2, 3, dtype=torch.long), 4),
+         r"expected ids \(1, t\).*received ids \(2, 3\)"),
+    Case("build_story_model arch", "course_lib.experiments.llama", "build_story_model",
+         lambda f: f("rnn", {}), r"arch must be one of .*got 'rnn'"),
 ]
 
 @pytest.fixture(autouse=True)
