@@ -92,14 +92,14 @@ def softmax_loss(model: SkipGram, centers: torch.Tensor, contexts: torch.Tensor)
     return F.cross_entropy(model(centers), contexts)                          # logsumexp - u_o·v_c
 
 
-def negative_sampling_objective(v: torch.Tensor, u_o: torch.Tensor, u_n: torch.Tensor) -> torch.Tensor:
+def negative_sampling_objective(v_c: torch.Tensor, u_o: torch.Tensor, u_n: torch.Tensor) -> torch.Tensor:
     """Mean over pairs of -[log σ(u_o·v_c) + Σ_i log σ(-u_{n_i}·v_c)] (Mikolov et al., 2013b, eq. 4).
 
-    v (b, d) centre vectors, u_o (b, d) their context vectors, u_n (b, k, d) the negatives'.
+    v_c (b, d) centre vectors, u_o (b, d) their context vectors, u_n (b, k, d) the negatives'.
     """
-    check_shapes([(v, ("b", "d"), "v"), (u_o, ("b", "d"), "u_o"), (u_n, ("b", "k", "d"), "u_n")])
-    positive = F.logsigmoid((u_o * v).sum(-1))                                # (b,)
-    negative = F.logsigmoid(-(u_n @ v.unsqueeze(-1)).squeeze(-1)).sum(-1)     # (b,)
+    check_shapes([(v_c, ("b", "d"), "v_c"), (u_o, ("b", "d"), "u_o"), (u_n, ("b", "k", "d"), "u_n")])
+    positive = F.logsigmoid((u_o * v_c).sum(-1))                              # (b,)
+    negative = F.logsigmoid(-(u_n @ v_c.unsqueeze(-1)).squeeze(-1)).sum(-1)   # (b,)
     return -(positive + negative).mean()
 
 

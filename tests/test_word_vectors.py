@@ -26,19 +26,19 @@ def test_softmax_loss_is_the_likelihood():
     model = SkipGram(SkipGramConfig(7, 3))
     torch.nn.init.normal_(model.context_emb.weight)
     c, o = torch.tensor([0, 3, 6]), torch.tensor([1, 1, 2])
-    v, u = model.center_emb.weight, model.context_emb.weight
-    p = torch.softmax(v[c] @ u.T, -1)                 # (b, vocab): p(w | c)
+    v_all, u_all = model.center_emb.weight, model.context_emb.weight
+    p = torch.softmax(v_all[c] @ u_all.T, -1)         # (b, vocab): p(w | c)
     torch.testing.assert_close(softmax_loss(model, c, o), -p[torch.arange(3), o].log().mean())
 
 
 def test_negative_sampling_equals_bce_and_model_loss():
     g = torch.Generator().manual_seed(1)
-    v, u_o, u_n = torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g), \
+    v_c, u_o, u_n = torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g), \
         torch.randn(4, 3, 5, generator=g)
-    logits = torch.cat([(u_o * v).sum(-1, keepdim=True), torch.einsum("bkd,bd->bk", u_n, v)], 1)
+    logits = torch.cat([(u_o * v_c).sum(-1, keepdim=True), torch.einsum("bkd,bd->bk", u_n, v_c)], 1)
     labels = torch.cat([torch.ones(4, 1), torch.zeros(4, 3)], 1)
     want = F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / 4
-    torch.testing.assert_close(negative_sampling_objective(v, u_o, u_n), want)
+    torch.testing.assert_close(negative_sampling_objective(v_c, u_o, u_n), want)
     torch.manual_seed(0)
     model = SkipGram(SkipGramConfig(9, 5))
     c, o, n = torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor([[4, 5], [6, 8]])
@@ -78,7 +78,7 @@ def test_checkers_pass_reference_and_catch_mistakes():
     assert check_cosine_similarity(cosine_similarity_matrix).passed
     assert not check_cosine_similarity(lambda x: x @ x.T).passed
     assert check_negative_sampling(negative_sampling_objective).passed
-    wrong = lambda v, u_o, u_n: -F.logsigmoid((u_o * v).sum(-1)).mean()   # noqa: E731
+    wrong = lambda v_c, u_o, u_n: -F.logsigmoid((u_o * v_c).sum(-1)).mean()   # noqa: E731
     assert check_negative_sampling(wrong).status == "failed"
 
     def todo(*args):

@@ -18,7 +18,7 @@ def check_cosine_similarity(fn) -> CheckResult:
 
 
 def check_negative_sampling(fn) -> CheckResult:
-    """fn(v (b, d), u_o (b, d), u_n (b, k, d)) -> mean of -[log σ(u_o·v) + Σ_i log σ(-u_i·v)]."""
+    """fn(v_c (b, d), u_o (b, d), u_n (b, k, d)) -> mean of -[log σ(u_o·v_c) + Σ_i log σ(-u_i·v_c)]."""
     g = torch.Generator().manual_seed(4)
     cases = [(torch.randn(1, 2, generator=g), torch.randn(1, 2, generator=g),
               torch.randn(1, 1, 2, generator=g)),

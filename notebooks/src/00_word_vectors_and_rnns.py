@@ -102,8 +102,9 @@ nn.init.normal_(toy.context_emb.weight)                         # word2vec start
 centers, contexts = skipgram_pairs([[1, 2, 3, 4], [5, 6, 7]], window=2)
 print(f"pairs of [1 2 3 4] and [5 6 7] with window 2: {len(centers)}; first five "
       f"{list(zip(centers[:5].tolist(), contexts[:5].tolist()))}")
-v, u = toy.center_emb.weight, toy.context_emb.weight           # (10, 4) each
-by_hand = torch.stack([torch.logsumexp(u @ v[c], 0) - u[o] @ v[c] for c, o in zip(centers, contexts)])
+v_all, u_all = toy.center_emb.weight, toy.context_emb.weight   # (vocab, d) each: v_w and u_w
+by_hand = torch.stack([torch.logsumexp(u_all @ v_all[c], 0) - u_all[o] @ v_all[c]
+                       for c, o in zip(centers, contexts)])
 torch.testing.assert_close(softmax_loss(toy, centers, contexts), by_hand.mean())
 print("softmax_loss == mean of  log Σ_w exp(u_w·v_c) - u_o·v_c  (assert_close)")
 
@@ -438,12 +439,12 @@ def my_cosine_similarity(vectors: torch.Tensor) -> torch.Tensor:
 check_cosine_similarity(my_cosine_similarity)
 
 # %% [markdown]
-# **Exercise 2 — the negative-sampling objective.** Given centre vectors `v (b, d)`, their
+# **Exercise 2 — the negative-sampling objective.** Given centre vectors `v_c (b, d)`, their
 # context vectors `u_o (b, d)` and negatives `u_n (b, k, d)`, return the mean over the batch of
-# $-[\log\sigma(u_o^\top v) + \sum_i \log\sigma(-u_{n_i}^\top v)]$. Hint: `F.logsigmoid`.
+# $-[\log\sigma(u_o^\top v_c) + \sum_i \log\sigma(-u_{n_i}^\top v_c)]$. Hint: `F.logsigmoid`.
 
 # %%
-def my_negative_sampling(v: torch.Tensor, u_o: torch.Tensor, u_n: torch.Tensor) -> torch.Tensor:
+def my_negative_sampling(v_c: torch.Tensor, u_o: torch.Tensor, u_n: torch.Tensor) -> torch.Tensor:
     raise NotImplementedError
 
 
