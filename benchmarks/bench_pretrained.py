@@ -16,6 +16,13 @@ with the preallocated KV cache against ``GPT2LMHeadModel.generate(do_sample=Fals
 own cache, the runs taken in turns. At batch 1 both spend nearly all their time in the same
 matrix-vector products (same shapes, the same BLAS), so the ratio measures the work around
 them: per-step Python and cache handling.
+
+Mamba-130m (``mamba_generate_row``, ``mamba_train_row``): 128 greedy tokens after an 8-token
+prompt, the course's ``MambaLM.generate`` (the recurrent ``step``) against
+``MambaForCausalLM.generate`` with its cache; and a forward + backward of the next-token loss at
+length 2048 on mamba-130m's layer shapes (2 of its 24 layers, to fit a laptop's memory), the
+course's fused chunked scan against transformers' pure-PyTorch path (without the mamba_ssm CUDA
+kernels it runs the selective scan as a Python loop over time, autograd through every step).
 """
 from __future__ import annotations
 
@@ -70,7 +77,85 @@ def interleaved(ours, theirs, repeats: int) -> tuple[float, float]:
     return tuple(sorted(side)[len(side) // 2] for side in zip(*times))
 
 
-ROWS = [gpt2_generate_row]
+def _mamba_pair(n_layers: int | None = None):
+    """MambaForCausalLM with mamba-130m's published config (random weights; ``n_layers`` of its
+    24 layers when given), and the course's MambaLM loaded from its save_pretrained folder."""
+    from transformers import MambaConfig, MambaForCausalLM
+
+    from course_lib.pretrained.mamba import load_mamba
+
+    torch.manual_seed(0)
+    hf = MambaForCausalLM(MambaConfig(vocab_size=50280, hidden_size=768, state_size=16,
+                                      num_hidden_layers=n_layers or 24, bos_token_id=None,
+                                      eos_token_id=None, pad_token_id=None)).eval()
+    with tempfile.TemporaryDirectory() as folder:
+        hf.save_pretrained(folder)
+        ours = load_mamba(folder)
+    return hf, ours
+
+
+def mamba_generate_row(quick: bool = False) -> dict:
+    """Mamba-130m shapes: course MambaLM.generate (recurrent step) vs MambaForCausalLM.generate
+    (its pure-PyTorch path: no mamba_ssm / causal_conv1d kernels on a CPU), same greedy tokens."""
+    n_new, repeats = (16, 1) if quick else (128, 3)
+    hf, ours = _mamba_pair()
+    prompt = torch.randint(0, 50280, (1, PROMPT_LEN), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(prompt)
+
+    def run_ours():
+        return ours.generate(prompt, n_new)
+
+    def run_theirs():
+        with torch.no_grad():
+            return hf.generate(prompt, attention_mask=mask, max_new_tokens=n_new,
+                               do_sample=False, pad_token_id=0)
+
+    mine, theirs = run_ours(), run_theirs()
+    assert mine.shape == (1, PROMPT_LEN + n_new) and torch.equal(mine, theirs), \
+        "course MambaLM and MambaForCausalLM disagree on the greedy tokens"
+    ours_s, theirs_s = interleaved(run_ours, run_theirs, repeats)
+    return {"name": f"Mamba-130m: {n_new} greedy tokens, batch 1",
+            "ours": "MambaLM.generate (step)", "ours_s": ours_s,
+            "reference": "MambaForCausalLM.generate", "reference_s": theirs_s}
+
+
+def mamba_train_row(quick: bool = False) -> dict:
+    """Mamba-130m layer shapes, forward + backward of the next-token loss on one sequence: the
+    course's fused chunked selective scan vs MambaForCausalLM's pure-PyTorch training path (a
+    Python loop over time). Loss and gradients asserted equal first."""
+    import torch.nn.functional as F
+
+    length, n_layers, repeats = (256, 1, 1) if quick else (2048, 2, 3)
+    hf, ours = _mamba_pair(n_layers)
+    hf.train(), ours.train()
+    ids = torch.randint(0, 50280, (1, length + 1), generator=torch.Generator().manual_seed(1))
+
+    def run_ours():
+        ours.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(ours(ids[:, :-1])[0], ids[0, 1:])
+        loss.backward()
+        return loss.detach()
+
+    def run_theirs():
+        hf.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(hf(ids[:, :-1]).logits[0], ids[0, 1:])
+        loss.backward()
+        return loss.detach()
+
+    mine, theirs = run_ours(), run_theirs()
+    torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5)
+    for key in ("layers.0.A_log", "layers.0.in_proj.weight", "token_emb.weight"):
+        hf_key = {"token_emb.weight": "backbone.embeddings.weight"}.get(
+            key, key.replace("layers.0.", "backbone.layers.0.mixer."))
+        torch.testing.assert_close(ours.get_parameter(key).grad, hf.get_parameter(hf_key).grad,
+                                   rtol=1e-3, atol=1e-5)
+    ours_s, theirs_s = interleaved(run_ours, run_theirs, repeats)
+    return {"name": f"Mamba-130m layer shapes ({n_layers} of 24 layers): forward + backward, "
+                    f"length {length}", "ours": "MambaLM (fused scan)", "ours_s": ours_s,
+            "reference": "MambaForCausalLM", "reference_s": theirs_s}
+
+
+ROWS = [gpt2_generate_row, mamba_generate_row, mamba_train_row]
 
 
 def run(quick: bool = False) -> list[dict]:

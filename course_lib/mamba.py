@@ -174,6 +174,20 @@ class MambaBlock(nn.Module):
         return (w.new_zeros(batch, self.config.d_conv - 1, self.config.d_inner),
                 w.new_zeros(batch, self.config.d_inner, self.config.d_state))
 
+    def prefill(self, x: torch.Tensor):
+        """The parallel mode that also returns the generation state after the last token:
+        x (b, l, d_model) -> (out (b, l, d_model), (conv inputs (b, d_conv - 1, d), h (b, d, n)))."""
+        xs_in, z = self._split(x)                                       # (b, l, d) each
+        xs = self.conv(xs_in)
+        delta, B, C = self.ssm_params(xs)                               # B, C (b, l, n) or (d, n)
+        B, C = (B, C) if B.dim() == 2 else (B.unsqueeze(-2), C.unsqueeze(-2))
+        A_bar = torch.exp(delta[..., None] * -torch.exp(self.A_log))    # (b, l, d, n)
+        h = scan_chunked(A_bar, (delta * xs)[..., None] * B)            # (b, l, d, n)
+        y = (h * C).sum(-1) + self.D * xs                               # (b, l, d)
+        k = self.config.d_conv - 1
+        conv_in = F.pad(xs_in, (0, 0, k, 0))[:, xs_in.shape[1]:]        # (b, k, d) last k inputs
+        return self._gated(y, z), (conv_in, h[:, -1])
+
     def step(self, x_t: torch.Tensor, state):
         """One token: x_t (b, d_model) -> (out (b, d_model), new state). Same maths as forward
         (mamba_simple.py's ``step``): O(1) work and memory per token, whatever the position."""
@@ -241,19 +255,29 @@ class MambaLM(nn.Module):
             x, new = x + out, new + [state]
         return F.linear(self.norm_f(x), self.token_emb.weight), new     # (b, vocab), tied
 
+    def prefill(self, tokens: torch.Tensor):
+        """Parallel mode over a prompt (b, l) -> (logits (b, l, vocab), the states ``step``
+        continues from): the prompt in one scan, then one token at a time."""
+        check_token_ids(tokens, self.config.vocab_size, "tokens", ("b", "l"))
+        x, states = self.token_emb(tokens), []                          # (b, l, d_model)
+        for norm, block in zip(self.norms, self.layers):
+            out, state = block.prefill(norm(x))
+            x, states = x + out, states + [state]
+        return F.linear(self.norm_f(x), self.token_emb.weight), states  # (b, l, vocab), tied
+
     @torch.no_grad()
     def generate(self, prompt: torch.Tensor, n_new: int, return_state: bool = False):
-        """Greedy decoding in recurrent mode: prompt (b, l) -> (b, l + n_new) (and the state after
-        all but the last token when return_state). The prompt is fed through ``step`` too, so the
-        state stays the same size from the first token to the last."""
+        """Greedy decoding: the prompt (b, l) in one parallel scan (``prefill``), then each new
+        token with the recurrent ``step``, whose state has the same size at every position.
+        Returns (b, l + n_new) tokens (and the state after all but the last when return_state)."""
         b, l = check_token_ids(prompt, self.config.vocab_size, "prompt", ("b", "l")).values()
         if l < 1 or not isinstance(n_new, int) or n_new < 0:
             raise ValueError(f"generate: expected a prompt of >= 1 token and an int n_new >= 0, "
                              f"received prompt {tuple(prompt.shape)}, n_new={n_new!r}")
-        states, out = self.init_state(b), list(prompt.unbind(1))
-        for t in range(l + n_new - 1):
+        logits, states = self.prefill(prompt[:, :-1]) if l > 1 else (None, self.init_state(b))
+        out = list(prompt.unbind(1))
+        for t in range(l - 1, l + n_new - 1):
             logits, states = self.step(out[t], states)                  # (b, vocab)
-            if t + 1 >= l:
-                out.append(logits.argmax(-1))                           # (b,) greedy
+            out.append(logits.argmax(-1))                               # (b,) greedy
         tokens = torch.stack(out, 1)                                    # (b, l + n_new)
         return (tokens, states) if return_state else tokens

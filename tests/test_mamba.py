@@ -155,7 +155,12 @@ def test_recurrent_step_mode_equals_parallel_mode(selective, gate):
         for t in range(13):
             logits, states = model.step(tokens[:, t], states)
             steps.append(logits)
+        prefilled, pre_states = model.prefill(tokens)                  # one scan, same state
     torch.testing.assert_close(torch.stack(steps, 1), full)
+    torch.testing.assert_close(prefilled, full)
+    for (conv_a, h_a), (conv_b, h_b) in zip(pre_states, states):
+        torch.testing.assert_close(conv_a, conv_b)
+        torch.testing.assert_close(h_a, h_b)
 
 
 def test_fused_scan_memory_and_step_counts():
