@@ -6,6 +6,7 @@ service that imports no topic at all."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,61 @@ def test_the_layout_check_catches_a_planted_fault(tmp_path, planted, expected):
     for name, text in planted.items():
         (pkg / name).write_text(text)
     assert expected in violations(import_edges(pkg))
+
+
+README = ROOT.parent / "README.md"
+
+
+def layout_map(text: str) -> list[dict]:
+    """The README's layout-map rows: {"nb": "05", "modules": [...], "tests": [...], ...}."""
+    block = text.split("<!-- layout-map -->")[1].split("<!-- /layout-map -->")[0]
+    rows = []
+    for line in block.strip().splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        names = [re.findall(r"`([^`]+)`", c) for c in cells]
+        rebuild = cells[5].split("→")
+        rows.append({"nb": cells[0], "modules": names[1] + names[2] + names[3],
+                     "tests": names[4], "tools": re.findall(r"`([^`]+)`", rebuild[0]),
+                     "checkpoints": re.findall(r"`([^`]+)`", rebuild[1]) if len(rebuild) > 1 else []})
+    return rows
+
+
+def layout_problems(text: str, root: Path) -> list[str]:
+    repo, problems, listed = root.parent, [], set()
+    for row in layout_map(text):
+        for name in row["modules"]:
+            dotted = f"{root.name}.{name}"
+            listed.add(dotted)
+            path = root.joinpath(*name.split("."))
+            if not (path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()):
+                problems.append(f"{row['nb']}: module {dotted} does not exist")
+            if row["nb"].isdigit() and name.split(".")[0] in ("experiments", "checks", "viz") \
+                    and level(dotted) not in (int(row["nb"]), SERVICE):
+                problems.append(f"{row['nb']}: {dotted} belongs to topic {level(dotted)}")
+        problems += [f"{row['nb']}: tests/{t}.py does not exist" for t in row["tests"]
+                     if not (repo / "tests" / f"{t}.py").is_file()]
+        problems += [f"{row['nb']}: tools/{t}.py does not exist" for t in row["tools"]
+                     if not (repo / "tools" / f"{t}.py").is_file()]
+        problems += [f"{row['nb']}: no data/{c}.safetensors" for c in row["checkpoints"]
+                     if not list((repo / "data").glob(f"{c}.safetensors"))]
+    for path in sorted(root.rglob("*.py")):
+        name = module_name(path, root)
+        if name != root.name and name not in listed:
+            problems.append(f"{name} is not in the README's layout map")
+    return problems
+
+
+def test_the_readme_layout_map_names_every_module_and_existing_files():
+    assert layout_problems(README.read_text(), ROOT) == []
+
+
+def test_the_layout_map_check_catches_a_planted_fault():
+    text = README.read_text()
+    assert "module course_lib.nowhere does not exist" in " ".join(
+        layout_problems(text.replace("`s4`", "`s4`, `nowhere`"), ROOT))
+    assert "course_lib.s4 is not in the README's layout map" in layout_problems(
+        text.replace("`ssm`, `s4`", "`ssm`"), ROOT)
+    assert "06: tests/test_ssm_gone.py does not exist" in layout_problems(
+        text.replace("`test_ssm`", "`test_ssm_gone`"), ROOT)
+    assert "06: no data/ssm_longer.safetensors" in layout_problems(
+        text.replace("`ssm_long`", "`ssm_longer`"), ROOT)
