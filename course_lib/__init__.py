@@ -1,9 +1,30 @@
 """course_lib: the final, tested version of every mechanism in the course.
 
 Foundation-model architectures, from attention to Mamba. Each notebook derives a mechanism;
-this package keeps the version later notebooks import. Modules follow the lectures:
-``attention`` (01), ``positional`` (02), ``transformer`` (03), ``bert`` (04), ``gpt`` (05),
-``ssm`` (06), ``mamba`` (07), plus the shared services ``data``, ``training``, ``viz``, ``checks``.
+this package keeps the version later notebooks import. One module per lecture topic, and an
+import only ever points back along the course (tests/test_layout.py):
+
+====  ===========================  ==========================================================
+ nb   mechanism                    what the notebook does with it (``experiments.<topic>``)
+====  ===========================  ==========================================================
+ 00   ``word_vectors``, ``rnn``    skip-gram neighbours; RNN translation with/without attention
+ 01   ``attention``                recall task; naive vs tiled (FlashAttention) memory
+ 02   ``positional``               "token k back" task across lengths and encodings
+ 03   ``transformer``              toy translation: exact match, what the heads do
+ 04   ``bert``                     pre-training and fine-tuning on the stories
+ 05   ``gpt``                      the story language model against its entropy floor
+ 06   ``ssm``, ``s4``              dense-A training, long-range classification, convergence
+ 07   ``scan``, ``mamba``          selective copying, induction heads
+ 08   ``llama``                    Llama-style vs GPT-2-style decoder; speculative decoding
+ 09   ``rwkv``, ``hybrid``         RWKV time mixing; hybrid vs pure models on recall
+====  ===========================  ==========================================================
+
+Beside them: ``pretrained`` (real GPT-2, BERT, Mamba weights in these classes), ``checks``
+(exercise checkers) and ``viz`` (figures, explorers), each with one module per topic; and the
+services every topic uses: ``common`` (one-line input checks, ``right_pad``,
+``IGNORE_INDEX``), ``training`` (the loop, the one checkpoint loader), ``timing``, ``source``
+(library code on the page) and ``data`` (generated corpora, tokenizer, synthetic tasks). The
+README's layout map adds each topic's tests, training tool and checkpoints.
 
 Glossary (one name per concept, lowercase axes everywhere)
 ----------------------------------------------------------
@@ -14,7 +35,8 @@ Glossary (one name per concept, lowercase axes everywhere)
 ``d``      model width, ``d_model``; SSM channels (Mamba: the inner width ``d_inner``)
 ``nh``     number of attention heads, ``n_heads`` (the paper's h)
 ``dh``     width of one head, ``d_head = d_model // n_heads``  (the lecture's d_k)
-``v``      vocabulary size
+``vocab``  the vocabulary axis in shape comments (its size: ``vocab_size``); ``v`` is
+           only ever the values tensor
 ``x, y``   a layer's input and output sequences (SSMs too: the Mamba paper's x, S4's u)
 ``h``      SSM hidden state (the Mamba paper's h, S4's x); never heads
 ``n``      SSM state size (``d_state``)
