@@ -109,7 +109,8 @@ plt.show()
 # so the prediction at position $i$ may only use positions $\le i$. The **causal mask** enforces it
 # inside attention: scores of future keys are set to $-\infty$ before the softmax,
 #
-# $$ \text{Attention}(Q, K, V) = \text{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}} + M\right)V, \qquad M_{ij} = \begin{cases}0 & j \le i\\ -\infty & j > i\end{cases} $$
+# $$ \text{Attention}(Q, K, V) = \text{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}} + M\right)V,
+# \qquad M_{ij} = \begin{cases}0 & j \le i\\ -\infty & j > i\end{cases} $$
 #
 # **Contrast with BERT (04).** BERT hides information by corrupting the *input* (15% of the
 # tokens become `[MASK]`) and predicts those from both sides; only the masked positions give a
@@ -422,7 +423,10 @@ print("greedy generation of 200 tokens x 8 prompts: identical with the prealloca
 # Count the parameters of a GPT-2-shaped model with width $d$, $L$ blocks, vocabulary $V$ and
 # context $T$ (tied output weights, biases everywhere, $d_{ff} = 4d$):
 #
-# $$ N = \underbrace{Vd + Td}_{\text{embeddings}} + L\,\big(\underbrace{3d^2 + 3d}_{W_{QKV}} + \underbrace{d^2 + d}_{W_O} + \underbrace{8d^2 + 5d}_{\text{FFN}} + \underbrace{4d}_{2\ \text{LayerNorms}}\big) + \underbrace{2d}_{\text{final LN}} = Vd + Td + L(12d^2 + 13d) + 2d .$$
+# $$ N = \underbrace{Vd + Td}_{\text{embeddings}} + L\,\big(\underbrace{3d^2 + 3d}_{W_{QKV}}
+# + \underbrace{d^2 + d}_{W_O} + \underbrace{8d^2 + 5d}_{\text{FFN}}
+# + \underbrace{4d}_{2\ \text{LayerNorms}}\big) + \underbrace{2d}_{\text{final LN}}
+# = Vd + Td + L(12d^2 + 13d) + 2d .$$
 #
 # We check it against our `GPT` instantiated on the **meta** device: shapes without memory, so
 # even GPT-2 XL, the largest, is free to build.
@@ -430,7 +434,7 @@ print("greedy generation of 200 tokens x 8 prompts: identical with the prealloca
 # %%
 print(f"{'model':12s} {'d':>5s} {'L':>3s} {'formula':>15s} {'meta GPT':>15s} {'millions':>9s} "
       f"{'embeddings':>11s}")
-for name, (d, n_layers, heads) in GPT2_FAMILY.items():
+for name, (d, n_layers, _) in GPT2_FAMILY.items():
     with torch.device("meta"):
         big = GPT(GPTConfig.gpt2(name))
     counted = sum(p.numel() for p in big.parameters())
@@ -522,7 +526,8 @@ show_source(gpt2_mapping)
 # earlier layer (each position learns which token came before it). We score every head by
 # the attention it pays to those two places,
 #
-# $$ s_{\text{prev}} = \operatorname{mean}_{i \ge 1} A_{i,\,i-1}, \qquad s_{\text{ind}} = \operatorname{mean}_{i > n} A_{i,\,i-n+1}, $$
+# $$ s_{\text{prev}} = \operatorname{mean}_{i \ge 1} A_{i,\,i-1}, \qquad
+# s_{\text{ind}} = \operatorname{mean}_{i > n} A_{i,\,i-n+1}, $$
 #
 # each between 0 and 1; on random tokens nothing else explains a high score.
 
