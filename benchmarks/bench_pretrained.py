@@ -119,13 +119,16 @@ def mamba_generate_row(quick: bool = False) -> dict:
             "reference": "MambaForCausalLM.generate", "reference_s": theirs_s}
 
 
-def mamba_train_row(quick: bool = False) -> dict:
+def mamba_train_row(quick: bool = False, length: int | None = None, n_layers: int | None = None,
+                    repeats: int | None = None) -> dict:
     """Mamba-130m layer shapes, forward + backward of the next-token loss on one sequence: the
     course's fused chunked selective scan vs MambaForCausalLM's pure-PyTorch training path (a
     Python loop over time). Loss and gradients asserted equal first."""
     import torch.nn.functional as F
 
-    length, n_layers, repeats = (256, 1, 1) if quick else (2048, 2, 3)
+    sizes = (256, 1, 1) if quick else (2048, 2, 3)
+    length, n_layers, repeats = (given or size for given, size in
+                                 zip((length, n_layers, repeats), sizes))
     hf, ours = _mamba_pair(n_layers)
     hf.train(), ours.train()
     ids = torch.randint(0, 50280, (1, length + 1), generator=torch.Generator().manual_seed(1))
