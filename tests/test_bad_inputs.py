@@ -103,6 +103,13 @@ def _mamba_tokens(cls):
     return cls(MambaConfig(**kwargs))(torch.full((1, 4), 99))
 
 
+def _mamba_generate(cls):
+    from course_lib.mamba import MambaConfig
+
+    model = cls(MambaConfig(vocab_size=10, d_model=8, n_layers=1, d_state=4))
+    return model.generate(torch.zeros(1, 3, dtype=torch.long), -1)
+
+
 def _bert_ids(cls):
     from course_lib.bert import BertConfig
 
@@ -344,6 +351,13 @@ CASES = [
          r"arch must be 'mamba' or 'attention', got 'rnn'"),
     Case("MambaLM token ids", "course_lib.mamba", "MambaLM", _mamba_tokens,
          r"token ids in \[0, 10\), received min 99, max 99"),
+    Case("MambaLM.generate n_new", "course_lib.mamba", "MambaLM",
+         _mamba_generate, r"n_new >= 0, received prompt \(1, 3\), n_new=-1"),
+    Case("mamba_config hidden_act", "course_lib.pretrained.mamba", "mamba_config",
+         lambda f: f({"hidden_act": "gelu"}),
+         r"hidden_act='gelu' is not supported by the course's MambaLM \(expected 'silu'\)"),
+    Case("load_mamba no folder", "course_lib.pretrained.mamba", "load_mamba",
+         lambda f: f("/nonexistent/mamba"), r"expected /nonexistent/mamba/config.json"),
     # llama (08)
     Case("LlamaConfig kv grouping", "course_lib.llama", "LlamaConfig",
          lambda c: c(n_heads=4, n_kv_heads=3), r"n_heads by n_kv_heads.*n_kv_heads=3"),
