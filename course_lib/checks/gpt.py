@@ -33,7 +33,8 @@ def check_cached_causal_mask(fn) -> CheckResult:
 
 
 def check_next_token_loss(fn) -> CheckResult:
-    """fn(logits (b, t, v), ids (b, t), pad_id) -> mean cross-entropy of ids[:, 1:] given logits[:, :-1]."""
+    """fn(logits (b, t, vocab), ids (b, t), pad_id) -> mean cross-entropy of ids[:, 1:] given
+    logits[:, :-1]."""
     g = torch.Generator().manual_seed(3)
     ids = torch.randint(1, 9, (3, 6), generator=g)
     ids[1, 4:] = 0                                           # padding, not scored
@@ -43,14 +44,14 @@ def check_next_token_loss(fn) -> CheckResult:
 
 
 def check_top_k_filter(fn) -> CheckResult:
-    """fn(logits (..., v), k) -> logits with everything but the k largest set to -inf."""
+    """fn(logits (..., vocab), k) -> logits with everything but the k largest set to -inf."""
     cases = [(_logits(4, 10), 3), (_logits(5, 2, 8), 1), (_logits(6, 6), 6)]
     return run_check("top_k_filter (kept tokens, their logits)", _kept(fn), _kept(top_k_filter),
                      cases)
 
 
 def check_top_p_filter(fn) -> CheckResult:
-    """fn(logits (..., v), p) -> logits outside the smallest set with mass >= p set to -inf."""
+    """fn(logits (..., vocab), p) -> logits outside the smallest set with mass >= p set to -inf."""
     cases = [(_logits(7, 10), 0.5), (_logits(8, 3, 12), 0.9), (_logits(9, 6), 1.0),
              (_logits(10, 6), 0.01)]
     return run_check("top_p_filter (kept tokens, their logits)", _kept(fn), _kept(top_p_filter),

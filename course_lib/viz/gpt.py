@@ -44,7 +44,7 @@ def plot_next_token(probs, tokens: list[str], top: int = 12, ax=None, raw=None,
 
     p = to_numpy(probs)
     if p.ndim != 1 or len(tokens) != len(p):
-        raise ValueError(f"expected probs of shape (v,) with v={len(tokens)} tokens, received "
+        raise ValueError(f"expected probs of shape (vocab,) with vocab={len(tokens)} tokens, received "
                          f"{p.shape}")
     base = p if raw is None else to_numpy(raw)
     order = sorted(range(len(p)), key=lambda i: (-max(p[i], base[i]), i))[:top]
@@ -87,7 +87,7 @@ def sampling_explorer(model: GPT, tokenizer, prompts: list[str], n_new: int = 16
 
     def compute(prompt, temperature, top_k, top_p, greedy):
         with torch.no_grad():
-            logits = model(ids[prompt])[0, -1]                            # (v,)
+            logits = model(ids[prompt])[0, -1]                            # (vocab,)
         k, p = (top_k or None), (top_p if top_p < 1 else None)
         probs = (torch.nn.functional.one_hot(logits.argmax(), logits.shape[-1]).float()
                  if greedy else next_token_probs(logits, temperature, k, p))

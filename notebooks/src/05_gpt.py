@@ -145,7 +145,7 @@ config = GPTConfig(vocab_size=tok.vocab_size, max_len=256, d_model=64, n_layers=
 torch.manual_seed(0)
 model = GPT(config)
 ids = encode_stories(splits["val"][:4], tok)                    # (4, t) "[BOS] … [EOS] [PAD]…"
-logits = model(ids)                                             # (4, t, v)
+logits = model(ids)                                             # (4, t, vocab)
 print(f"ids {tuple(ids.shape)} -> logits {tuple(logits.shape)}; "
       f"{sum(p.numel() for p in model.parameters()):,} parameters")
 print(model.layers[0])
@@ -293,7 +293,7 @@ prompt = "later mia found a"
 prompt_ids = torch.tensor([tok.encode("one day tom and mia went to the forest . " + prompt)])
 prompt_ids = torch.cat([torch.tensor([[tok.bos_id]]), prompt_ids], 1)
 with torch.no_grad():
-    last = gpt(prompt_ids)[0, -1]                                            # (v,)
+    last = gpt(prompt_ids)[0, -1]                                            # (vocab,)
 settings = {"τ = 1": dict(), "τ = 0.5": dict(temperature=0.5), "top-k = 3": dict(top_k=3),
             "top-p = 0.5": dict(top_p=0.5)}
 fig, axes = plt.subplots(1, 4, figsize=(12, 3))
@@ -578,7 +578,7 @@ def my_cached_causal_mask(t: int, s: int) -> torch.Tensor:
 check_cached_causal_mask(my_cached_causal_mask)
 
 # %% [markdown]
-# **Exercise 2 — the next-token loss.** Given `logits (b, t, v)` and `ids (b, t)`, return the
+# **Exercise 2 — the next-token loss.** Given `logits (b, t, vocab)` and `ids (b, t)`, return the
 # mean cross-entropy of predicting `ids[:, i+1]` from `logits[:, i]`, not scoring targets equal
 # to `pad_id` (when it is not None).
 
