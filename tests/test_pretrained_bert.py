@@ -318,14 +318,18 @@ def test_the_real_thing_section_runs_on_a_fake_checkpoint(tmp_path, monkeypatch,
         word_vectors(model, tokenizer, ["the river ."], "bank")
 
 
-def test_quality_checks_apply_to_the_real_config_only(tmp_path, monkeypatch):
-    """With bert-base's config the demo asserts bert-base's quality: a random model fails it."""
+def test_quality_checks_apply_to_the_fetched_real_model_only(tmp_path, monkeypatch):
+    """With bert-base's config and the fetch manifest the demo asserts bert-base's quality: a
+    random model fails it; without the manifest (not the checked download) it only reports."""
     from course_lib.experiments import bert as experiments
+    from course_lib.pretrained import MANIFEST
 
     monkeypatch.setenv("COURSE_PRETRAINED_DIR", str(tmp_path))
     folder, _ = fake_bert_folder(tmp_path)
     config = json.loads((folder / "config.json").read_text())
     monkeypatch.setattr(experiments, "REAL_BERT", {k: config[k] for k in experiments.REAL_BERT})
+    assert not real_model_demo(folder)["real"]
+    (folder / MANIFEST).write_text("{}")
     with pytest.raises(AssertionError):
         real_model_demo(folder)
 

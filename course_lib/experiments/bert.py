@@ -25,6 +25,7 @@ from course_lib.bert import (IS_NEXT, NOT_NEXT, Bert, BertClassifier, BertConfig
                              mask_tokens, pair_input)
 from course_lib.common import IGNORE_INDEX, right_pad
 from course_lib.data.stories import LABELS, NAMES
+from course_lib.pretrained import MANIFEST
 from course_lib.pretrained.bert import load_bert
 from course_lib.training import data_dir, load_model, train
 from course_lib.viz.bert import cosine_matrix, sense_summary
@@ -432,13 +433,15 @@ def real_model_demo(folder: str | Path, k: int = 3) -> dict:
     the embeddings and after the last layer); places the "bank" of ``BANK_SHARED`` (a sentence
     that does not decide the sense) after a river or a money sentence relative to the two
     senses' mean vectors. Prints each result; asserts what must hold for bert-base-uncased
-    (``REAL_BERT``) only when the folder holds that model. Returns the measured values.
+    (``REAL_BERT``) only when the folder holds that model as fetched (its manifest of checked
+    digests is there). Returns the measured values.
     """
     from tokenizers import Tokenizer              # optional: needed only with real weights
 
     folder = Path(folder)
     hf_config = json.loads((folder / "config.json").read_text())
-    real = all(hf_config.get(key) == value for key, value in REAL_BERT.items())
+    real = ((folder / MANIFEST).is_file()        # fetched and SHA-256-checked, and bert-base
+            and all(hf_config.get(key) == value for key, value in REAL_BERT.items()))
     model, tokenizer = load_bert(folder), Tokenizer.from_file(str(folder / "tokenizer.json"))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{folder.name}: {n_params:,} parameters in the course's BertForPretraining")
