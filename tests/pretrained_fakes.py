@@ -44,7 +44,7 @@ def plant_wrong_shape(folder: Path, key: str) -> tuple:
     return shapes["saved"], shapes["planted"]
 
 
-def _output_record(out) -> dict:
+def output_record(out) -> dict:
     data = out.get("data", {})
     text = out.get("text", "") or data.get("text/plain", "")
     if out.get("output_type") == "error":
@@ -61,7 +61,7 @@ def pytest_runtest_teardown(item):
     line = {
         "notebook": Path(str(item.path)).name,
         "source": item.cell.source,
-        "outputs": [_output_record(o) for o in outputs],
+        "outputs": [output_record(o) for o in outputs],
     }
     with open(record, "a") as f:
         f.write(json.dumps(line) + "\n")

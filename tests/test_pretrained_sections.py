@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
-from pretrained_fakes import build_fake_pretrained, plant_wrong_shape  # noqa: E402
+from pretrained_fakes import build_fake_pretrained, output_record, plant_wrong_shape  # noqa: E402
 
 from course_lib.experiments import bert, gpt, mamba  # noqa: E402
 from course_lib.pretrained import find_pretrained, unavailable_line  # noqa: E402
@@ -47,6 +47,21 @@ def section_cells(cells: list[dict]) -> list[dict]:
     return [c for c in cells if "find_pretrained(" in c["source"] or "if folder is not None" in c["source"]]
 
 
+def assert_weights_path(name: str, cells: list[dict]) -> None:
+    """The cells one notebook ran took the weights path: every real-model cell has an output,
+    none says the weights are missing, and the first prints more than the one offline line."""
+    assert len(cells) > 20, f"{name}: only {len(cells)} cells recorded"
+    section = section_cells(cells)
+    assert len(section) >= 2, f"{name}: real-model cells not found among {len(cells)}"
+    for cell in section:
+        texts = "".join(o["text"] for o in cell["outputs"])
+        assert cell["outputs"], f"{name}: no output from the weights path of\n{cell['source']}"
+        assert f"{name} weights not found" not in texts, f"{name}: the section took the offline path"
+        assert not [o for o in cell["outputs"] if o["type"] == "error"], texts
+    printed = "".join(o["text"] for o in section[0]["outputs"] if o["type"] == "stream")
+    assert printed.count("\n") >= 3, printed
+
+
 @pytest.mark.slow
 def test_notebooks_pass_strict_nbval_with_the_weights_present(tmp_path):
     build_fake_pretrained(tmp_path / "pretrained")
@@ -65,37 +80,28 @@ def test_notebooks_pass_strict_nbval_with_the_weights_present(tmp_path):
 
     cells = [json.loads(line) for line in record.read_text().splitlines()]
     for name, notebook in NOTEBOOKS.items():
-        ran = [c for c in cells if c["notebook"] == notebook]
-        assert len(ran) > 20, f"{notebook}: only {len(ran)} cells recorded"
-        section = section_cells(ran)
-        assert len(section) >= 2, f"{notebook}: real-model cells not found among {len(ran)}"
-        offline = unavailable_line(name).split(":")[0]  # "<name> weights not found in ..."
-        for cell in section:
-            texts = "".join(o["text"] for o in cell["outputs"])
-            assert cell["outputs"], f"{notebook}: no output from the weights path of\n{cell['source']}"
-            assert offline not in texts, f"{notebook}: the section took the offline path"
-            assert not [o for o in cell["outputs"] if o["type"] == "error"], texts
-        first = next(c for c in section if "find_pretrained(" in c["source"])
-        printed = "".join(o["text"] for o in first["outputs"] if o["type"] == "stream")
-        assert "vocabulary 183" in printed or "parameters in the course's" in printed, printed
+        assert_weights_path(name, [c for c in cells if c["notebook"] == notebook])
 
 
 def test_sections_are_found_in_the_committed_notebooks():
-    """The cells the nbval run checks exist, are ignored by nbval, and print one line offline."""
+    """The cells the nbval run checks exist, are ignored by nbval and print one line offline
+    (the committed baseline), and on that offline baseline the weights-path check fails."""
     for name, notebook in NOTEBOOKS.items():
         cells = json.loads((ROOT / "notebooks" / notebook).read_text())["cells"]
         code = [
-            {"source": "".join(c["source"]), "outputs": c["outputs"]}
+            {"source": "".join(c["source"]), "outputs": [output_record(o) for o in c["outputs"]]}
             for c in cells
             if c["cell_type"] == "code"
         ]
         section = section_cells(code)
         assert len(section) >= 2 and all(c["source"].startswith("# NBVAL_IGNORE_OUTPUT") for c in section)
-        first = section[0]
-        assert f'find_pretrained("{name}")' in first["source"]
-        stored = "".join("".join(o.get("text", "")) for o in first["outputs"])
+        assert f'find_pretrained("{name}")' in section[0]["source"]
+        assert unavailable_line(name).startswith(f"{name} weights not found")  # the phrase checked
+        stored = "".join(o["text"] for o in section[0]["outputs"])
         assert stored.count("\n") == 1 and f"{name} weights not found" in stored, stored
         assert all(not c["outputs"] for c in section[1:])
+        with pytest.raises(AssertionError, match="no output from the weights path|offline path"):
+            assert_weights_path(name, code)
 
 
 @pytest.mark.parametrize("name", list(NOTEBOOKS))
