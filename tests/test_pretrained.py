@@ -105,3 +105,27 @@ def test_every_source_pins_a_full_commit():
         assert len(src.revision) == 40 and int(src.revision, 16) >= 0, name
         assert "model.safetensors" in src.files and not any(f.endswith(".bin") for f in src.files)
         assert set(src.sha256) <= set(src.files), name
+
+
+def test_assign_weights_can_fill_a_meta_model_without_copying():
+    src = _source_tensors()
+    with torch.device("meta"):
+        model = Tied()
+    assign_weights(model, src, MAPPING, "toy", ignore=(r"attn\.bias$",), assign=True)
+    assert not any(p.is_meta for p in model.parameters())
+    assert model.emb.weight.data_ptr() == src["wte"].data_ptr()        # handed over, not copied
+    torch.testing.assert_close(model.out.weight, src["wte"])
+    x = torch.tensor([[0, 3]])
+    torch.testing.assert_close(model.out(model.proj(model.emb(x))),
+                               (src["wte"][x] @ src["dense.w"] + src["dense.b"]) @ src["wte"].T)
+
+
+def test_assign_weights_names_what_a_meta_model_still_lacks():
+    class WithBuffer(Tied):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("table", torch.zeros(2), persistent=False)
+    with torch.device("meta"):
+        model = WithBuffer()
+    with pytest.raises(ValueError, match=r"still on the meta device after loading .*\['table'\]"):
+        assign_weights(model, _source_tensors(), MAPPING, "toy", ignore=(r"attn\.bias$",), assign=True)

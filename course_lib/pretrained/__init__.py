@@ -107,7 +107,7 @@ def read_hf_folder(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
 def assign_weights(model: nn.Module, tensors: dict[str, torch.Tensor],
                    mapping: dict[str, str | Callable[[Callable], torch.Tensor]], source: str,
-                   ignore: tuple[str, ...] = ()) -> nn.Module:
+                   ignore: tuple[str, ...] = (), assign: bool = False) -> nn.Module:
     """Fill ``model`` from a foreign state dict, all or nothing.
 
     mapping: {course state_dict key: source key, or a function ``rule(take)`` that builds the
@@ -116,12 +116,18 @@ def assign_weights(model: nn.Module, tensors: dict[str, torch.Tensor],
     is tied to an already-mapped one, e.g. a read-out sharing the embedding, may be left out),
     every source tensor is used or matches a regex in ``ignore`` (e.g. a causal-mask buffer),
     and every shape agrees; any failure raises a ValueError naming the key and the expected vs
-    received shape. Then loads the complete state dict strictly."""
-    own = model.state_dict()
+    received shape. Then loads the complete state dict strictly.
+
+    assign=True hands the source tensors to the model instead of copying them
+    (``load_state_dict(assign=True)``): build the model on the meta device
+    (``with torch.device("meta"): model = ...``) and a real-size model costs its weights' memory
+    once, not twice. Anything still on the meta device afterwards (a buffer the state dict does
+    not hold) raises a ValueError naming it."""
+    own = model.state_dict(keep_vars=True)     # the Parameter objects: tied ones are one object
     first = {}
-    for key, value in own.items():                                  # tied: same storage
-        first.setdefault((value.data_ptr(), tuple(value.shape)), key)
-    needed = [k for k, v in own.items() if first[(v.data_ptr(), tuple(v.shape))] == k]
+    for key, value in own.items():
+        first.setdefault(id(value), key)
+    needed = [k for k, v in own.items() if first[id(v)] == k]
     missing = [k for k in needed if k not in mapping]
     unknown = [k for k in mapping if k not in own]
     if missing or unknown:
@@ -148,10 +154,14 @@ def assign_weights(model: nn.Module, tensors: dict[str, torch.Tensor],
         state[key] = value.to(own[key].dtype)
     for key, value in own.items():                                  # tied duplicates
         if key not in state:
-            state[key] = state[first[(value.data_ptr(), tuple(value.shape))]]
+            state[key] = state[first[id(value)]]
     unused = [k for k in tensors if k not in used and not any(re.search(p, k) for p in ignore)]
     if unused:
         raise ValueError(f"{source}: unexpected keys the course model has no place for: "
                          f"{sorted(unused)[:5]} ({len(unused)} in all)")
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=assign)
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise ValueError(f"{source}: still on the meta device after loading (not in the state "
+                         f"dict; build these for real): {left[:5]}")
     return model
