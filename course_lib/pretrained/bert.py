@@ -110,11 +110,14 @@ def _modern_names(tensors: dict, source: str) -> dict:
 
 def load_bert(folder: str | Path) -> BertForPretraining:
     """A BERT checkpoint folder (config.json + model.safetensors) -> ``BertForPretraining`` in
-    eval mode, all or nothing (``assign_weights`` checks every key and shape before loading)."""
+    eval mode, all or nothing (``assign_weights`` checks every key and shape before loading).
+    The model is built on the meta device and takes the loaded tensors over: bert-base costs
+    its 440 MB of weights once, not twice."""
     hf_config, tensors = read_hf_folder(folder)
     config = bert_config(hf_config)
     tensors = _modern_names(tensors, str(folder))
-    with torch.no_grad():
+    with torch.device("meta"):       # no random init: the checkpoint's tensors are handed over
         model = BertForPretraining(config)
-    assign_weights(model, tensors, bert_mapping(config), source=str(folder), ignore=BERT_IGNORE)
+    assign_weights(model, tensors, bert_mapping(config), source=str(folder), ignore=BERT_IGNORE,
+                   assign=True)
     return model.eval()
