@@ -96,7 +96,9 @@ def _mamba_pair(n_layers: int | None = None):
 
 def mamba_generate_row(quick: bool = False) -> dict:
     """Mamba-130m shapes: course MambaLM.generate (recurrent step) vs MambaForCausalLM.generate
-    (its pure-PyTorch path: no mamba_ssm / causal_conv1d kernels on a CPU), same greedy tokens."""
+    (its pure-PyTorch path: no mamba_ssm / causal_conv1d kernels on a CPU), same greedy tokens
+    (random weights can put two logits within float noise late in a long generation: a
+    divergence is accepted only there, in the second half, and reported)."""
     n_new, repeats = (16, 1) if quick else (128, 3)
     hf, ours = _mamba_pair()
     prompt = torch.randint(0, 50280, (1, PROMPT_LEN), generator=torch.Generator().manual_seed(0))
@@ -111,8 +113,16 @@ def mamba_generate_row(quick: bool = False) -> dict:
                                do_sample=False, pad_token_id=0)
 
     mine, theirs = run_ours(), run_theirs()
-    assert mine.shape == (1, PROMPT_LEN + n_new) and torch.equal(mine, theirs), \
-        "course MambaLM and MambaForCausalLM disagree on the greedy tokens"
+    assert mine.shape == theirs.shape == (1, PROMPT_LEN + n_new)
+    differ = (mine != theirs).nonzero()[:, 1]
+    if len(differ):                    # allowed only at a float near-tie of the reference itself
+        i = int(differ[0])
+        with torch.no_grad():
+            top2 = hf(theirs[:, :i]).logits[0, -1].topk(2).values
+        assert i >= PROMPT_LEN + n_new // 2 and top2[0] - top2[1] < 1e-2, \
+            f"course MambaLM and MambaForCausalLM disagree at token {i} (top-2 gap {top2})"
+        print(f"mamba_generate_row: same tokens up to token {i}, where the reference's top two "
+              f"logits are {float(top2[0] - top2[1]):.1e} apart (a float near-tie)", file=sys.stderr)
     ours_s, theirs_s = interleaved(run_ours, run_theirs, repeats)
     return {"name": f"Mamba-130m: {n_new} greedy tokens, batch 1",
             "ours": "MambaLM.generate (step)", "ours_s": ours_s,
