@@ -332,8 +332,9 @@ plt.show()
 
 # %% [markdown]
 # **Measured** (printed above): the GPT-2-style decoder ends at 1.040 and 1.044 × the floor with
-# its two seeds, the Llama-style one at 1.055 and 1.245. At this size and with this recipe the
-# Llama-style parts bring **no gain**. The Llama-style model starts faster (after 100 steps
+# its two seeds, the Llama-style one at 1.055 and 1.245. This run does **not** say which is
+# better: it shows no gain for the Llama-style parts under 05's recipe, which was tuned for the
+# GPT and not for them. The Llama-style model starts faster (after 100 steps
 # both of its seeds are ahead of both GPT seeds), then one of its seeds stalls: the
 # seed-to-seed spread, 0.1216 nats/token, is fifty times GPT's 0.0023, so the mean gap of
 # -0.0690 nats/token is mostly that one run. Two caveats before reading more into it: the recipe
