@@ -125,7 +125,8 @@ def real_model_demo(folder, prompt: str = "one day tom and mia went to the river
     vocab = min(model.config.vocab_size, tokenizer.get_vocab_size())       # ids with a name
     rep = repeated_random_tokens(vocab, half, seed=seed)                      # (4, 2 half)
     logits, maps = model(rep, need_weights=True)              # maps (layers, 4, nh, t, t)
-    nll = token_nll(model, rep, pad_id=-1)                                    # (4, t-1)
+    nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), rep[:, 1:], reduction="none")
+    del logits                                    # (4, t, vocab): 80 MB for GPT-2's vocabulary
     scores = head_scores(maps, half)
     real = {"model": model, "tokenizer": tokenizer, "prompt_ids": ids,
             "sampled": tokenizer.decode(sampled[0, ids.shape[1]:].tolist()),

@@ -58,7 +58,8 @@ def gpt2_config(hf_config: dict) -> GPTConfig:
 
 
 def _conv1d(name: str):
-    """Conv1D weight (in, out) -> nn.Linear weight (out, in): a transposed view, no copy."""
+    """Conv1D weight (in, out) -> nn.Linear weight (out, in): a transposed view, no copy (so
+    F.linear(x, W) computes x @ W_conv, the product GPT-2's Conv1D computes)."""
     return lambda take: take(name).t()
 
 
@@ -90,8 +91,8 @@ def load_gpt2(folder: str | Path) -> GPT:
     if head is not None and not torch.equal(head, tensors.get(f"{prefix}wte.weight", head)):
         raise ValueError(f"{folder}: lm_head.weight differs from {prefix}wte.weight: an untied "
                          f"read-out, which the course's GPT (tied, as GPT-2) cannot represent")
-    with torch.no_grad():
-        model = GPT(config)
+    with torch.device("meta"):                     # shapes only: the file's tensors become
+        model = GPT(config)                        # the parameters (memory paid once)
     assign_weights(model, tensors, gpt2_mapping(config, prefix), source=str(folder),
-                   ignore=GPT2_IGNORE)
+                   ignore=GPT2_IGNORE, assign=True)
     return model.eval()
