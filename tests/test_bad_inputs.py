@@ -136,6 +136,12 @@ def _rnn_empty_row(cls):
     return cls(RNNSeq2SeqConfig(6, 6, d_model=4)).encode(torch.tensor([[0, 0], [1, 2]]))
 
 
+def _hybrid_too_long(cls):
+    from course_lib.hybrid import HybridConfig
+    model = cls(HybridConfig(10, "ma", d_model=16, n_heads=2, max_len=8))
+    return model(torch.zeros(1, 9, dtype=torch.long))
+
+
 CASES = [
     # core
     Case("setup threads", "course_lib", "setup", lambda f: f(threads=0, verbose=False),
@@ -372,6 +378,23 @@ CASES = [
          r"expected ids \(1, t\).*received ids \(2, 3\)"),
     Case("build_story_model arch", "course_lib.experiments.llama", "build_story_model",
          lambda f: f("rnn", {}), r"arch must be one of .*got 'rnn'"),
+    # rwkv / hybrid (09)
+    Case("wkv_parallel decay", "course_lib.rwkv", "wkv_parallel",
+         lambda f: f(-torch.ones(3), torch.ones(3), T(1, 4, 3), T(1, 4, 3)),
+         r"decay w must be > 0 .*received min -1"),
+    Case("wkv_recurrent shapes", "course_lib.rwkv", "wkv_recurrent",
+         lambda f: f(torch.ones(3), torch.ones(3), T(1, 4, 3), T(1, 5, 3)),
+         r"v: expected shape \(b, t, d\).*received \(1, 5, 3\)"),
+    Case("RWKVTimeMix input", "course_lib.rwkv", "RWKVTimeMix", lambda c: c(8)(T(1, 4, 6)),
+         r"x: expected shape \(b, t, 8\).*received \(1, 4, 6\)"),
+    Case("HybridConfig pattern", "course_lib.hybrid", "HybridConfig",
+         lambda c: c(10, pattern="mx"), r"string of 'm' \(Mamba\) and 'a' \(attention\), got 'mx'"),
+    Case("HybridLM max_len", "course_lib.hybrid", "HybridLM", _hybrid_too_long,
+         r"sequence of 9 tokens exceeds max_len=8"),
+    Case("multi_query_recall queries > pairs", "course_lib.data.synthetic", "multi_query_recall",
+         lambda f: f(2, 4, 5), r"n_queries \(5\) <= n_pairs \(4\)"),
+    Case("width_for no width", "course_lib.experiments.hybrid", "width_for",
+         lambda f: f("a", 1000, 10, n_heads=3, widths=[4, 5]), r"no width in .* fits pattern 'a'"),
 ]
 
 @pytest.fixture(autouse=True)
