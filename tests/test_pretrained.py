@@ -44,6 +44,8 @@ def test_assign_weights_fills_every_key_and_follows_ties():
     ("wrong_shape", r"toy: 'wte': expected shape \(5, 3\) for emb\.weight, received \(6, 3\)"),
     ("extra_source", r"unexpected keys the course model has no place for: \['extra'\]"),
     ("unmapped", r"course keys without a source \['proj\.bias'\]"),
+    ("derived_shape", r"toy: \(derived for proj\.weight from dense\.w \(3, 2\)\): expected shape "
+                      r"\(3, 3\) for proj\.weight, received \(2, 3\)"),
     ("not_ignored", r"unexpected keys .*\['attn\.bias'\]"),
 ])
 def test_assign_weights_refuses_and_leaves_the_model_untouched(fault, match):
@@ -54,6 +56,8 @@ def test_assign_weights_refuses_and_leaves_the_model_untouched(fault, match):
         src["wte"] = torch.zeros(6, 3)
     elif fault == "extra_source":
         src["extra"] = torch.zeros(1)
+    elif fault == "derived_shape":
+        src["dense.w"] = torch.zeros(3, 2)
     elif fault == "unmapped":
         del mapping["proj.bias"]
     else:

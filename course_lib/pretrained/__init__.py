@@ -141,14 +141,16 @@ def assign_weights(model: nn.Module, tensors: dict[str, torch.Tensor],
             raise ValueError(f"{source}: missing key {name!r} (needed for {key}, expected "
                              f"shape {tuple(own[key].shape)})")
         used.add(name)
+        current["taken"].append(f"{name} {tuple(tensors[name].shape)}")
         return tensors[name]
 
     for key in needed:
-        current["key"] = key
+        current.update(key=key, taken=[])
         rule = mapping[key]
         value = take(rule) if isinstance(rule, str) else rule(take)
         if tuple(value.shape) != tuple(own[key].shape):
-            name = repr(rule) if isinstance(rule, str) else f"(derived for {key})"
+            name = (repr(rule) if isinstance(rule, str) else
+                    f"(derived for {key} from {', '.join(current['taken'])})")
             raise ValueError(f"{source}: {name}: expected shape {tuple(own[key].shape)} for "
                              f"{key}, received {tuple(value.shape)}")
         state[key] = value.to(own[key].dtype)
