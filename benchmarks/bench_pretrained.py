@@ -16,8 +16,9 @@ with the preallocated KV cache against ``GPT2LMHeadModel.generate(do_sample=Fals
 own cache, the runs taken in turns. Measured on 2 shared cores (2026-12-01): ratio 1.00 (13.79 s
 ours, 13.75 s theirs; an earlier run under heavier load, 0.99). Neither is faster: at batch 1
 both spend about 90 % of their CPU time in the same matrix-vector products (same shapes, same
-layout since the loader keeps GPT-2's Conv1D weights as transposed views, same BLAS; profile
-of 16 tokens: addmm + mm 2.54 s of 2.84 s ours, 2.92 s of 3.50 s theirs). What ours saves
+layout since the loader keeps GPT-2's Conv1D weights as transposed views, same BLAS; a torch
+profile of 16 tokens, taken when the loader still copied them to (out, in): addmm + mm 2.54 s
+of 2.84 s ours, 2.92 s of 3.50 s theirs). What ours saves
 around them (no torch.cat of the cache each step, one fused tanh-GELU kernel instead of
 NewGELU's seven elementwise ops, no logits processors) is a few percent at most, inside the
 noise of a loaded machine.
