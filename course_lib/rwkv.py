@@ -1,6 +1,6 @@
 """RWKV (lecture 09): the WKV time mixing, as a recurrence and as masked attention.
 
-Peng et al., *RWKV: Reinventing RNNs for the Transformer Era* (2023), RWKV-4, eq. (14) of §4.
+Peng et al., *RWKV: Reinventing RNNs for the Transformer Era* (2023): RWKV-4's WKV operator.
 Per channel (all operations elementwise over d), with a time-decay w > 0 and a bonus u:
 
     wkv_t = ( Σ_{i<t} e^{-(t-1-i) w + k_i} v_i + e^{u + k_t} v_t )
