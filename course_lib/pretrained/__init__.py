@@ -78,10 +78,15 @@ def find_pretrained(name: str) -> Path | None:
 
 
 def unavailable_line(name: str) -> str:
-    """The one line a notebook prints when ``name``'s weights are not on this machine."""
-    return (f"{name} weights not found in {pretrained_dir() / name}: skipping this section "
-            f"(online, run `python tools/fetch_pretrained.py {name}` once, or set "
-            f"COURSE_PRETRAINED_DIR to a folder that has them).")
+    """The one line a notebook prints when ``name``'s weights are not on this machine (the
+    folder relative to the repository when it lies inside it, so stored outputs carry no
+    machine's absolute path)."""
+    folder = pretrained_dir() / name
+    repo = Path(__file__).resolve().parents[2]
+    shown = folder.relative_to(repo) if folder.is_relative_to(repo) else folder
+    return (f"{name} weights not found in {shown}: skipping this section (online, run "
+            f"`pip install -e '.[pretrained]'` and `python tools/fetch_pretrained.py {name}` "
+            f"once, or set COURSE_PRETRAINED_DIR to a folder that has them).")
 
 
 def read_hf_folder(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
