@@ -90,12 +90,21 @@ def test_metrics_on_a_perfect_and_a_constant_model():
     assert recall_accuracy(Constant(), x, y) == pytest.approx(want)
 
 
-def test_a_hybrid_learns_recall_beyond_chance():
+@pytest.fixture
+def one_thread():
+    """Tiny models train fastest on one thread (several spin-wait on a loaded machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_hybrid_learns_recall_beyond_chance(one_thread):
     torch.manual_seed(0)
     model = HybridLM(HybridConfig(8, "ma", d_model=16, n_heads=2))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
-    for _ in range(150):
+    for _ in range(100):                                                    # 0.86 after 100 steps
         x, y = multi_query_recall(32, 2, 2, n_keys=4, n_values=4, generator=g)
         loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten(),
                                                  ignore_index=IGNORE_INDEX)
