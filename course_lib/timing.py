@@ -7,7 +7,7 @@ same run, which survive a busy machine better than seconds do.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["median_time", "format_rows"]
 

@@ -255,7 +255,7 @@ def test_badges_and_bootstrap_point_at_the_configured_repository(path):
     assert code and code[0] == bootstrap_source(conf), \
         f"{path.name}: the first code cell is not the Colab bootstrap for {conf['repository']}"
     text = "\n".join(sources)
-    for slug, branch, name in re.findall(
+    for slug, branch, _name in re.findall(
             r"colab\.research\.google\.com/github/([^/\s]+/[^/\s]+)/blob/([^/\s]+)/notebooks/"
             r"([^)\s]+?)\.ipynb", text):
         assert (slug, branch) == (conf["slug"], conf["branch"]), f"{path.name}: Colab link {slug}"

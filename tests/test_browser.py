@@ -252,7 +252,7 @@ def bertviz_problems(page, nb, stem: str, cells: list[int], race: bool) -> list[
     if errors and race:
         warnings.warn(f"{stem}: bertviz's first draw failed in JupyterLab ({errors[0]}); the "
                       "cell drew after a re-run. Fix: one HTML output that loads require.js, then "
-                      "draws (see the course's quality report).")
+                      "draws (see the course's quality report).", stacklevel=2)
         for i in cells:
             page.evaluate(lab.JS_RUN_CELL, i)
             page.wait_for_function(lab.JS_DONE, timeout=RUN_TIMEOUT_MS, polling=500)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.attention import attention_naive, causal_mask, padding_mask, split_heads
+from course_lib.attention import attention_naive, causal_mask, padding_mask
 from course_lib.checks import describe_difference, run_check
 from course_lib.checks.attention import (check_causal_mask, check_padding_mask,
                                          check_single_head_attention, check_split_heads)
@@ -49,8 +49,8 @@ def test_describe_difference():
 
 def test_attention_scores_explorer_extremes_are_finite():
     g = torch.Generator().manual_seed(0)
-    examples = {"a": {"q": torch.randn(2, 5, 8, generator=g) * 10, "k": torch.randn(2, 5, 8, generator=g) * 10,
-                      "mask": causal_mask(5)},
+    examples = {"a": {"q": torch.randn(2, 5, 8, generator=g) * 10,
+                      "k": torch.randn(2, 5, 8, generator=g) * 10, "mask": causal_mask(5)},
                 "b": {"q": torch.randn(2, 3, 8, generator=g), "k": torch.randn(2, 4, 8, generator=g),
                       "x_labels": list("wxyz"), "y_labels": list("abc")}}
     ex = attention_scores_explorer(examples)

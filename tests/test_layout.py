@@ -1,8 +1,8 @@
 """course_lib's layout follows the syllabus: a module imports only services and topics taught
-at or before its own (00 word vectors < 01 attention < … < 07 Mamba < 08 modern decoders < 09 RWKV and hybrids), and there is no import
-cycle. viz/checks/experiments/pretrained modules take the level of the topic they are named
-after; everything else (common, training, timing, source, data, the package roots) is a
-service that imports no topic at all."""
+at or before its own (00 word vectors < 01 attention < … < 07 Mamba < 08 modern decoders
+< 09 RWKV and hybrids), and there is no import cycle. viz/checks/experiments/pretrained
+modules take the level of the topic they are named after; everything else (common, training,
+timing, source, data, the package roots) is a service that imports no topic at all."""
 from __future__ import annotations
 
 import ast

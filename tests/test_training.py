@@ -6,7 +6,8 @@ from torch import nn
 
 from course_lib import IGNORE_INDEX, check_shapes, right_pad, setup
 from course_lib.data.synthetic import associative_recall, induction_heads, selective_copying
-from course_lib.training import (accuracy, checkpoint_meta, load_checkpoint, load_model, lr_schedule, save_checkpoint,
+from course_lib.training import (accuracy, checkpoint_meta, load_checkpoint, load_model, lr_schedule,
+                                 save_checkpoint,
                                  train)
 
 

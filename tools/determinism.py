@@ -6,7 +6,8 @@
 
 ``--perturb 1e-6`` re-executes each notebook once with every floating-point tensor that a model
 loads (``nn.Module.load_state_dict``: all the shipped checkpoints) multiplied by
-``1 + eps * noise(value)`` (a fixed function of the value): a stand-in for CPUs this machine does not have (AVX-512, ARM).
+``1 + eps * noise(value)`` (a fixed function of the value): a stand-in for CPUs this machine
+does not have (AVX-512, ARM).
 An output that a relative change of 1e-6 in the weights alters sits on a rounding boundary or a
 near-tie, which is where another CPU's kernels flip it.
 

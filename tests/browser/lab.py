@@ -106,7 +106,8 @@ class LabServer:
 
 # JavaScript run in the page. jupyterapp is the JupyterLab application (expose_app_in_browser);
 # window.__courseNb is the notebook panel the test opened.
-JS_APP_READY = "() => !!(window.jupyterapp && window.jupyterapp.started && document.querySelector('#jp-main-dock-panel'))"
+JS_APP_READY = ("() => !!(window.jupyterapp && window.jupyterapp.started && "
+                "document.querySelector('#jp-main-dock-panel'))")
 
 JS_OPEN = """async (path) => {
   // Each notebook meets the page as a fresh one would: forget require.js that an earlier
@@ -149,7 +150,9 @@ JS_RUN_CELL = """(index) => {
 
 JS_DONE = """() => {
   const k = window.__courseNb.sessionContext.session && window.__courseNb.sessionContext.session.kernel;
-  if (k && k.status === 'dead') { window.__courseRun = window.__courseRun || {ok: false, error: 'kernel died'}; return true; }
+  if (k && k.status === 'dead') {
+    window.__courseRun = window.__courseRun || {ok: false, error: 'kernel died'}; return true;
+  }
   return window.__courseRun !== null && !!k && k.status === 'idle';
 }"""
 
