@@ -13,15 +13,6 @@ from course_lib.gpt import (GPT, GPT2_FAMILY, GPTConfig, generate, next_token_lo
 from course_lib.training import train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The course's setting (course_lib.setup): one thread, restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(seed=0, **kw):
     torch.manual_seed(seed)
     return GPT(GPTConfig(**{"vocab_size": 30, "max_len": 40, "d_model": 32, "n_layers": 2,

@@ -90,15 +90,6 @@ def test_metrics_on_a_perfect_and_a_constant_model():
     assert recall_accuracy(Constant(), x, y) == pytest.approx(want)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train fastest on one thread (several spin-wait on a loaded machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_a_hybrid_learns_recall_beyond_chance(one_thread):
     torch.manual_seed(0)
     model = HybridLM(HybridConfig(8, "ma", d_model=16, n_heads=2))

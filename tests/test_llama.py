@@ -16,14 +16,6 @@ from course_lib.llama import (LLAMA3_8B, GroupedQueryAttention, Llama, LlamaConf
 from course_lib.mamba import RMSNorm
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(seed=0, **kw):
     torch.manual_seed(seed)
     return Llama(LlamaConfig(**{"vocab_size": 30, "max_len": 40, "d_model": 32, "n_layers": 2,

@@ -139,12 +139,7 @@ def test_rope_model_learns_tokens_back():
     def loss_fn(m, x, y):
         return F.cross_entropy(m(x)[0].flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)                       # small ops: one thread is fastest
-    try:
-        train(model, lambda step: tokens_back(32, 8, 2, 8, g), loss_fn, steps=80, lr=1e-2, warmup=10)
-    finally:
-        torch.set_num_threads(threads)
+    train(model, lambda step: tokens_back(32, 8, 2, 8, g), loss_fn, steps=80, lr=1e-2, warmup=10)
     acc = tokens_back_accuracy(model, [8], k=2, n_tokens=8, n_seqs=200)
     assert acc["8"] > 0.9
 

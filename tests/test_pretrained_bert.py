@@ -54,14 +54,6 @@ CONFIGS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def hf_bert(seed=0, **kw):
     """A BertForPreTraining with random weights, LayerNorms and biases perturbed too."""
     torch.manual_seed(seed)

@@ -26,14 +26,6 @@ CONFIGS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def hf_mamba(seed=0, **kw):
     """A MambaForCausalLM with random weights, norms, D and biases perturbed too."""
     torch.manual_seed(seed)

@@ -243,15 +243,6 @@ def test_ssm_layer_shapes_causality_and_window():
     assert (local.kernel(50)[:, 5:] == 0).all()
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: identical floats, and no thread thrashing on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_ssm_classifier_learns_short_long_range_task(one_thread):
     torch.manual_seed(0)
     model = SSMClassifier(SSMConfig(vocab_size=8, n_classes=4, d_model=16, d_state=8, n_layers=1))

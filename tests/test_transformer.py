@@ -19,15 +19,6 @@ matplotlib.use("Agg")
 D, NH, FF = 32, 4, 64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops run fastest (and reproducibly) on one thread, especially on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_model(seed=0, **kw):
     torch.manual_seed(seed)
     base = dict(d_model=D, n_heads=NH, d_ff=FF, max_len=12)
