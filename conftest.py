@@ -3,6 +3,7 @@
 Progress bars are off (COURSE_PROGRESS=0) so nbval never compares a bar's text; the notebooks
 were built with the same setting by tools/notebooks.py. Threads are fixed for identical floats.
 """
+
 import os
 
 os.environ["COURSE_PROGRESS"] = "0"

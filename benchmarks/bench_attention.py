@@ -12,6 +12,7 @@
 
 Times are medians of repeats with torch using every core (``torch.set_num_threads(os.cpu_count())``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,10 @@ def mha_rows(length: int, repeats: int) -> list[dict]:
     rows = []
     with torch.inference_mode():
         for label, kw_ours, kw_ref in (
-                ("", {}, {}),
-                (" causal", {"is_causal": True}, {"attn_mask": causal, "is_causal": True})):
+            ("", {}, {}),
+            (" causal", {"is_causal": True}, {"attn_mask": causal, "is_causal": True}),
+        ):
+
             def run_ours(kw=kw_ours):
                 return ours(x, **kw)[0]
 
@@ -50,10 +53,15 @@ def mha_rows(length: int, repeats: int) -> list[dict]:
                 return ref(x, x, x, need_weights=False, **kw)[0]
 
             torch.testing.assert_close(run_ours(), run_ref(), rtol=1e-4, atol=1e-5)
-            rows.append({"name": f"MHA fwd{label} b=1 nh={N_HEADS} d={D_MODEL} t={length}",
-                         "ours": "MultiHeadAttention", "ours_s": median_time(run_ours, repeats),
-                         "reference": "nn.MultiheadAttention",
-                         "reference_s": median_time(run_ref, repeats)})
+            rows.append(
+                {
+                    "name": f"MHA fwd{label} b=1 nh={N_HEADS} d={D_MODEL} t={length}",
+                    "ours": "MultiHeadAttention",
+                    "ours_s": median_time(run_ours, repeats),
+                    "reference": "nn.MultiheadAttention",
+                    "reference_s": median_time(run_ref, repeats),
+                }
+            )
     return rows
 
 
@@ -63,13 +71,18 @@ def naive_vs_fused_rows(lengths, repeats: int) -> list[dict]:
     for t in lengths:
         q, k, v = (torch.randn(1, N_HEADS, t, D_MODEL // N_HEADS, generator=g) for _ in range(3))
         with torch.inference_mode():
-            torch.testing.assert_close(attention(q, k, v), attention_naive(q, k, v)[0],
-                                       rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(attention(q, k, v), attention_naive(q, k, v)[0], rtol=1e-4, atol=1e-5)
             fused = median_time(lambda q=q, k=k, v=v: attention(q, k, v), repeats)
             naive = median_time(lambda q=q, k=k, v=v: attention_naive(q, k, v), repeats)
-        rows.append({"name": f"attention fwd nh={N_HEADS} dh={D_MODEL // N_HEADS} t={t}",
-                     "ours": "attention (fused)", "ours_s": fused,
-                     "reference": "attention_naive", "reference_s": naive})
+        rows.append(
+            {
+                "name": f"attention fwd nh={N_HEADS} dh={D_MODEL // N_HEADS} t={t}",
+                "ours": "attention (fused)",
+                "ours_s": fused,
+                "reference": "attention_naive",
+                "reference_s": naive,
+            }
+        )
     return rows
 
 

@@ -21,6 +21,7 @@
 
 Times are medians of repeats on one thread (the course's setting; ``COURSE_THREADS`` overrides).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,52 +46,75 @@ def kv_cache_rows(model, tok, repeats: int, wide: bool) -> list[dict]:
     if wide:
         cases.append((wide_gpt(tok), 1, "d=256, 4 blocks"))
     for model, n_prompts, label in cases:
-        prompts = encode_stories(corpus_splits()["val"][:n_prompts], tok)[:, :8]     # (b, 8)
-        run = {c: (lambda c=c, model=model, prompts=prompts:
-                   generate(model, prompts, N_NEW, greedy=True, use_cache=c))
-               for c in (True, False)}
+        prompts = encode_stories(corpus_splits()["val"][:n_prompts], tok)[:, :8]  # (b, 8)
+        run = {
+            c: (
+                lambda c=c, model=model, prompts=prompts: generate(
+                    model, prompts, N_NEW, greedy=True, use_cache=c
+                )
+            )
+            for c in (True, False)
+        }
         assert torch.equal(run[True](), run[False]())
-        rows.append({"name": f"generate {N_NEW} tokens, {n_prompts} prompt(s), {label}",
-                     "ours": "KV cache", "ours_s": median_time(run[True], repeats),
-                     "reference": "recompute prefix", "reference_s": median_time(run[False], repeats)})
+        rows.append(
+            {
+                "name": f"generate {N_NEW} tokens, {n_prompts} prompt(s), {label}",
+                "ours": "KV cache",
+                "ours_s": median_time(run[True], repeats),
+                "reference": "recompute prefix",
+                "reference_s": median_time(run[False], repeats),
+            }
+        )
     return rows
 
 
 def wide_gpt(tok) -> GPT:
     torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=tok.vocab_size, max_len=1024, d_model=256, n_layers=4,
-                         n_heads=4)).eval()
+    return GPT(GPTConfig(vocab_size=tok.vocab_size, max_len=1024, d_model=256, n_layers=4, n_heads=4)).eval()
 
 
 def cache_copy_rows(tok, quick: bool) -> list[dict]:
     steps = 256 if quick else 1024
-    k = torch.randn(8, 4, 1, 64)                                               # (b, nh, 1, dh)
+    k = torch.randn(8, 4, 1, 64)  # (b, nh, 1, dh)
 
     def appends(cache_type):
         cache = cache_type(steps)
         for _ in range(steps):
             cache.append(k, k)
         return cache.k
+
     assert torch.equal(appends(KVCache), appends(ConcatKVCache))
-    rows = [{"name": f"KV cache: {steps} appends of (8, 4, 1, 64)", "ours": "preallocated",
-             "ours_s": median_time(lambda: appends(KVCache), 3),
-             "reference": "torch.cat every step",
-             "reference_s": median_time(lambda: appends(ConcatKVCache), 3)}]
+    rows = [
+        {
+            "name": f"KV cache: {steps} appends of (8, 4, 1, 64)",
+            "ours": "preallocated",
+            "ours_s": median_time(lambda: appends(KVCache), 3),
+            "reference": "torch.cat every step",
+            "reference_s": median_time(lambda: appends(ConcatKVCache), 3),
+        }
+    ]
     if not quick:
         model = wide_gpt(tok)
-        prompts = encode_stories(corpus_splits()["val"][:8], tok)[:, :8]          # (8, 8)
-        run = {c: (lambda c=c: generate(model, prompts, 500, greedy=True, cache_type=c))
-               for c in (KVCache, ConcatKVCache)}
+        prompts = encode_stories(corpus_splits()["val"][:8], tok)[:, :8]  # (8, 8)
+        run = {
+            c: (lambda c=c: generate(model, prompts, 500, greedy=True, cache_type=c))
+            for c in (KVCache, ConcatKVCache)
+        }
         assert torch.equal(run[KVCache](), run[ConcatKVCache]())
-        rows.append({"name": "generate 500 tokens, 8 prompts, d=256, 4 blocks",
-                     "ours": "preallocated cache", "ours_s": median_time(run[KVCache], 1, 0),
-                     "reference": "torch.cat cache",
-                     "reference_s": median_time(run[ConcatKVCache], 1, 0)})
+        rows.append(
+            {
+                "name": "generate 500 tokens, 8 prompts, d=256, 4 blocks",
+                "ours": "preallocated cache",
+                "ours_s": median_time(run[KVCache], 1, 0),
+                "reference": "torch.cat cache",
+                "reference_s": median_time(run[ConcatKVCache], 1, 0),
+            }
+        )
     return rows
 
 
 def training_rows(model, tok, repeats: int) -> list[dict]:
-    ids = encode_stories(corpus_splits()["train"][:32], tok)                     # (32, t)
+    ids = encode_stories(corpus_splits()["train"][:32], tok)  # (32, t)
     ours = copy.deepcopy(model).train()
     theirs = torch_reference(copy.deepcopy(model)).train()
     with torch.no_grad():
@@ -104,12 +128,18 @@ def training_rows(model, tok, repeats: int) -> list[dict]:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+
         times[name] = median_time(step, repeats)
     n_tokens = int((ids[:, 1:] != tok.pad_id).sum())
-    return [{"name": f"train step, 32 stories ({n_tokens} tokens)",
-             "ours": f"course GPT ({n_tokens / times['ours']:,.0f} tok/s)", "ours_s": times["ours"],
-             "reference": f"nn.TransformerEncoder ({n_tokens / times['reference']:,.0f} tok/s)",
-             "reference_s": times["reference"]}]
+    return [
+        {
+            "name": f"train step, 32 stories ({n_tokens} tokens)",
+            "ours": f"course GPT ({n_tokens / times['ours']:,.0f} tok/s)",
+            "ours_s": times["ours"],
+            "reference": f"nn.TransformerEncoder ({n_tokens / times['reference']:,.0f} tok/s)",
+            "reference_s": times["reference"],
+        }
+    ]
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -117,8 +147,11 @@ def run(quick: bool = False) -> list[dict]:
     model, _ = load_gpt()
     tok = build_tokenizer()
     repeats = 3 if quick else 7
-    return (kv_cache_rows(model, tok, 1 if quick else 3, wide=not quick)
-            + cache_copy_rows(tok, quick) + training_rows(model, tok, repeats))
+    return (
+        kv_cache_rows(model, tok, 1 if quick else 3, wide=not quick)
+        + cache_copy_rows(tok, quick)
+        + training_rows(model, tok, repeats)
+    )
 
 
 def main() -> None:

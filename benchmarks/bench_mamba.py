@@ -15,6 +15,7 @@ Outputs and all six gradients are asserted equal before timing. The two are time
 sequential scan that indexes ``a[:, t]`` inside its loop has a quadratic backward, the same loop
 with ``unbind`` a linear one. mambapy is a benchmark-only dependency of the course.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,7 @@ import time
 import torch
 
 from course_lib.experiments.mamba import scan_inputs
-from course_lib.scan import (scan_chunked, scan_sequential, scan_sequential_indexed,
-                             selective_scan)
+from course_lib.scan import scan_chunked, scan_sequential, scan_sequential_indexed, selective_scan
 from course_lib.timing import format_rows, median_time
 
 D_INNER, D_STATE, BATCH = 64, 16, 2
@@ -37,7 +37,7 @@ def make_inputs(length: int, seed: int = 0):
 
 def paired_times(fn_a, fn_b, repeats: int = 7) -> tuple[float, float]:
     """Medians of fn_a and fn_b timed alternately, so both see the same machine load."""
-    fn_a(), fn_b()                                        # warm-up
+    fn_a(), fn_b()  # warm-up
     ta, tb = [], []
     for _ in range(repeats):
         for fn, out in ((fn_a, ta), (fn_b, tb)):
@@ -61,6 +61,7 @@ def scan_only(length: int, backward: bool, scan, seed: int = 0):
         else:
             with torch.no_grad():
                 scan(a, bx)
+
     return run
 
 
@@ -69,6 +70,7 @@ def forward_backward(inputs, scan):
         for t in inputs:
             t.grad = None
         selective_scan(*inputs, scan=scan).square().mean().backward()
+
     return run
 
 
@@ -76,6 +78,7 @@ def forward_only(inputs, scan):
     def run():
         with torch.no_grad():
             selective_scan(*inputs, scan=scan)
+
     return run
 
 
@@ -102,24 +105,44 @@ def run(quick: bool = False) -> list[dict]:
     lengths = (256, 1024) if quick else (256, 1024, 4096)
     for length in lengths:
         for mode in ("fwd", "fwd+bwd"):
-            ours, ref = paired_times(scan_only(length, mode == "fwd+bwd", scan_chunked),
-                                     scan_only(length, mode == "fwd+bwd", pscan))
-            rows.append({"name": f"scan {mode} L={length} (b, l, d, n)=({BATCH}, l, {D_INNER}, "
-                                 f"{D_STATE})", "ours": "scan_chunked", "ours_s": ours,
-                         "reference": "mambapy pscan", "reference_s": ref})
+            ours, ref = paired_times(
+                scan_only(length, mode == "fwd+bwd", scan_chunked),
+                scan_only(length, mode == "fwd+bwd", pscan),
+            )
+            rows.append(
+                {
+                    "name": f"scan {mode} L={length} (b, l, d, n)=({BATCH}, l, {D_INNER}, {D_STATE})",
+                    "ours": "scan_chunked",
+                    "ours_s": ours,
+                    "reference": "mambapy pscan",
+                    "reference_s": ref,
+                }
+            )
         inputs = make_inputs(length)
-        assert_equal(inputs, None, pscan)                 # None: the fused fast path
-        ours, ref = paired_times(forward_backward(inputs, None),
-                                 forward_backward(inputs, pscan))
-        rows.append({"name": f"selective scan fwd+bwd L={length} d={D_INNER} n={D_STATE} b={BATCH}",
-                     "ours": "selective_scan", "ours_s": ours,
-                     "reference": "mambapy pscan", "reference_s": ref})
-    for length in ((64, 128) if quick else (128, 256, 512)):
+        assert_equal(inputs, None, pscan)  # None: the fused fast path
+        ours, ref = paired_times(forward_backward(inputs, None), forward_backward(inputs, pscan))
+        rows.append(
+            {
+                "name": f"selective scan fwd+bwd L={length} d={D_INNER} n={D_STATE} b={BATCH}",
+                "ours": "selective_scan",
+                "ours_s": ours,
+                "reference": "mambapy pscan",
+                "reference_s": ref,
+            }
+        )
+    for length in (64, 128) if quick else (128, 256, 512):
         inputs = make_inputs(length)
         lin = median_time(forward_backward(inputs, scan_sequential), 3)
         quad = median_time(forward_backward(inputs, scan_sequential_indexed), 3)
-        rows.append({"name": f"trap: sequential fwd+bwd L={length}", "ours": "unbind once",
-                     "ours_s": lin, "reference": "a[:, t] in the loop", "reference_s": quad})
+        rows.append(
+            {
+                "name": f"trap: sequential fwd+bwd L={length}",
+                "ours": "unbind once",
+                "ours_s": lin,
+                "reference": "a[:, t] in the loop",
+                "reference_s": quad,
+            }
+        )
     return rows
 
 

@@ -30,6 +30,7 @@ length 2048 on mamba-130m's layer shapes (2 of its 24 layers, to fit a laptop's 
 course's fused chunked scan against transformers' pure-PyTorch path (without the mamba_ssm CUDA
 kernels it runs the selective scan as a Python loop over time, autograd through every step).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,7 @@ def gpt2_generate_row(quick: bool = False) -> dict:
 
     n_new, repeats = (32, 1) if quick else (128, 5)
     torch.manual_seed(0)
-    hf = GPT2LMHeadModel(GPT2Config(bos_token_id=None, eos_token_id=None)).eval()   # 124M
+    hf = GPT2LMHeadModel(GPT2Config(bos_token_id=None, eos_token_id=None)).eval()  # 124M
     with tempfile.TemporaryDirectory() as folder:
         hf.save_pretrained(folder)
         ours = load_gpt2(folder)
@@ -64,16 +65,22 @@ def gpt2_generate_row(quick: bool = False) -> dict:
 
     def run_theirs():
         with torch.no_grad():
-            return hf.generate(prompt, attention_mask=mask, max_new_tokens=n_new,
-                               do_sample=False, pad_token_id=0)
+            return hf.generate(
+                prompt, attention_mask=mask, max_new_tokens=n_new, do_sample=False, pad_token_id=0
+            )
 
     mine, theirs = run_ours(), run_theirs()
-    assert mine.shape == (1, PROMPT_LEN + n_new) and torch.equal(mine, theirs), \
+    assert mine.shape == (1, PROMPT_LEN + n_new) and torch.equal(mine, theirs), (
         "course GPT and GPT2LMHeadModel disagree on the greedy tokens"
+    )
     ours_s, theirs_s = interleaved(run_ours, run_theirs, repeats)
-    return {"name": f"GPT-2 124M: {n_new} greedy tokens, batch 1",
-            "ours": "course GPT + KV cache", "ours_s": ours_s,
-            "reference": "GPT2LMHeadModel.generate", "reference_s": theirs_s}
+    return {
+        "name": f"GPT-2 124M: {n_new} greedy tokens, batch 1",
+        "ours": "course GPT + KV cache",
+        "ours_s": ours_s,
+        "reference": "GPT2LMHeadModel.generate",
+        "reference_s": theirs_s,
+    }
 
 
 def interleaved(ours, theirs, repeats: int) -> tuple[float, float]:
@@ -91,9 +98,17 @@ def _mamba_pair(n_layers: int | None = None):
     from course_lib.pretrained.mamba import load_mamba
 
     torch.manual_seed(0)
-    hf = MambaForCausalLM(MambaConfig(vocab_size=50280, hidden_size=768, state_size=16,
-                                      num_hidden_layers=n_layers or 24, bos_token_id=None,
-                                      eos_token_id=None, pad_token_id=None)).eval()
+    hf = MambaForCausalLM(
+        MambaConfig(
+            vocab_size=50280,
+            hidden_size=768,
+            state_size=16,
+            num_hidden_layers=n_layers or 24,
+            bos_token_id=None,
+            eos_token_id=None,
+            pad_token_id=None,
+        )
+    ).eval()
     with tempfile.TemporaryDirectory() as folder:
         hf.save_pretrained(folder)
         ours = load_mamba(folder)
@@ -115,36 +130,45 @@ def mamba_generate_row(quick: bool = False) -> dict:
 
     def run_theirs():
         with torch.no_grad():
-            return hf.generate(prompt, attention_mask=mask, max_new_tokens=n_new,
-                               do_sample=False, pad_token_id=0)
+            return hf.generate(
+                prompt, attention_mask=mask, max_new_tokens=n_new, do_sample=False, pad_token_id=0
+            )
 
     mine, theirs = run_ours(), run_theirs()
     assert mine.shape == theirs.shape == (1, PROMPT_LEN + n_new)
     differ = (mine != theirs).nonzero()[:, 1]
-    if len(differ):                    # allowed only at a float near-tie of the reference itself
+    if len(differ):  # allowed only at a float near-tie of the reference itself
         i = int(differ[0])
         with torch.no_grad():
             top2 = hf(theirs[:, :i]).logits[0, -1].topk(2).values
-        assert i >= PROMPT_LEN + n_new // 2 and top2[0] - top2[1] < 1e-2, \
+        assert i >= PROMPT_LEN + n_new // 2 and top2[0] - top2[1] < 1e-2, (
             f"course MambaLM and MambaForCausalLM disagree at token {i} (top-2 gap {top2})"
-        print(f"mamba_generate_row: same tokens up to token {i}, where the reference's top two "
-              f"logits are {float(top2[0] - top2[1]):.1e} apart (a float near-tie)", file=sys.stderr)
+        )
+        print(
+            f"mamba_generate_row: same tokens up to token {i}, where the reference's top two "
+            f"logits are {float(top2[0] - top2[1]):.1e} apart (a float near-tie)",
+            file=sys.stderr,
+        )
     ours_s, theirs_s = interleaved(run_ours, run_theirs, repeats)
-    return {"name": f"Mamba-130m: {n_new} greedy tokens, batch 1",
-            "ours": "MambaLM.generate (step)", "ours_s": ours_s,
-            "reference": "MambaForCausalLM.generate", "reference_s": theirs_s}
+    return {
+        "name": f"Mamba-130m: {n_new} greedy tokens, batch 1",
+        "ours": "MambaLM.generate (step)",
+        "ours_s": ours_s,
+        "reference": "MambaForCausalLM.generate",
+        "reference_s": theirs_s,
+    }
 
 
-def mamba_train_row(quick: bool = False, length: int | None = None, n_layers: int | None = None,
-                    repeats: int | None = None) -> dict:
+def mamba_train_row(
+    quick: bool = False, length: int | None = None, n_layers: int | None = None, repeats: int | None = None
+) -> dict:
     """Mamba-130m layer shapes, forward + backward of the next-token loss on one sequence: the
     course's fused chunked selective scan vs MambaForCausalLM's pure-PyTorch training path (a
     Python loop over time). Loss and gradients asserted equal first."""
     import torch.nn.functional as F
 
     sizes = (256, 1, 1) if quick else (2048, 2, 3)
-    length, n_layers, repeats = (given or size for given, size in
-                                 zip((length, n_layers, repeats), sizes))
+    length, n_layers, repeats = (given or size for given, size in zip((length, n_layers, repeats), sizes))
     hf, ours = _mamba_pair(n_layers)
     hf.train(), ours.train()
     ids = torch.randint(0, 50280, (1, length + 1), generator=torch.Generator().manual_seed(1))
@@ -165,13 +189,19 @@ def mamba_train_row(quick: bool = False, length: int | None = None, n_layers: in
     torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5)
     for key in ("layers.0.A_log", "layers.0.in_proj.weight", "token_emb.weight"):
         hf_key = {"token_emb.weight": "backbone.embeddings.weight"}.get(
-            key, key.replace("layers.0.", "backbone.layers.0.mixer."))
-        torch.testing.assert_close(ours.get_parameter(key).grad, hf.get_parameter(hf_key).grad,
-                                   rtol=1e-3, atol=1e-5)
+            key, key.replace("layers.0.", "backbone.layers.0.mixer.")
+        )
+        torch.testing.assert_close(
+            ours.get_parameter(key).grad, hf.get_parameter(hf_key).grad, rtol=1e-3, atol=1e-5
+        )
     ours_s, theirs_s = interleaved(run_ours, run_theirs, repeats)
-    return {"name": f"Mamba-130m layer shapes ({n_layers} of 24 layers): forward + backward, "
-                    f"length {length}", "ours": "MambaLM (fused scan)", "ours_s": ours_s,
-            "reference": "MambaForCausalLM", "reference_s": theirs_s}
+    return {
+        "name": f"Mamba-130m layer shapes ({n_layers} of 24 layers): forward + backward, length {length}",
+        "ours": "MambaLM (fused scan)",
+        "ours_s": ours_s,
+        "reference": "MambaForCausalLM",
+        "reference_s": theirs_s,
+    }
 
 
 ROWS = [gpt2_generate_row, mamba_generate_row, mamba_train_row]
@@ -181,8 +211,10 @@ def run(quick: bool = False) -> list[dict]:
     try:
         import transformers  # noqa: F401  (the reference side of every row)
     except ImportError:
-        print("bench_pretrained: transformers is not installed (pip install -r "
-              "requirements-dev.txt): no rows", file=sys.stderr)
+        print(
+            "bench_pretrained: transformers is not installed (pip install -r requirements-dev.txt): no rows",
+            file=sys.stderr,
+        )
         return []
     torch.set_num_threads(int(os.environ.get("COURSE_THREADS", "1")))
     return [row(quick) for row in ROWS]

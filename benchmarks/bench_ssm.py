@@ -11,6 +11,7 @@ One SISO SSM (state n = 16, ZOH, Δ = 0.01) on one signal of length L, one torch
 Outputs are asserted equal before timing. The targets of the course (issue 5): at L = 16384,
 FFT >= 100x faster than the direct convolution and kernel + FFT >= 20x faster than the recurrence.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from course_lib.ssm import (causal_conv, discretize_zoh, fft_conv, ssm_kernel,
-                            ssm_recurrence)
+from course_lib.ssm import causal_conv, discretize_zoh, fft_conv, ssm_kernel, ssm_recurrence
 from course_lib.timing import median_time
 
 N_STATE, DELTA = 16, 0.01
@@ -47,17 +47,30 @@ def bench_length(length: int) -> list[dict]:
     y = ssm_recurrence(A_bar, B_bar, C, x)
     for other in (causal_conv(x, K), conv1d_direct(x, K), fft_conv(x, K)):
         torch.testing.assert_close(other, y, atol=1e-3, rtol=1e-3)
-    slow = 1 if length >= 16384 else 3                    # the O(L²) and L-step runs
+    slow = 1 if length >= 16384 else 3  # the O(L²) and L-step runs
     fft_s = median_time(lambda: fft_conv(x, K), 21)
     rows = [
-        {"name": f"conv L={length}", "ours": "fft_conv", "ours_s": fft_s,
-         "reference": "causal_conv (direct)", "reference_s": median_time(lambda: causal_conv(x, K), slow)},
-        {"name": f"conv L={length}", "ours": "fft_conv", "ours_s": fft_s,
-         "reference": "F.conv1d (direct)", "reference_s": median_time(lambda: conv1d_direct(x, K), slow)},
-        {"name": f"ssm L={length}", "ours": "ssm_kernel + fft_conv",
-         "ours_s": median_time(lambda: fft_conv(x, ssm_kernel(A_bar, B_bar, C, length)), 21),
-         "reference": "ssm_recurrence",
-         "reference_s": median_time(lambda: ssm_recurrence(A_bar, B_bar, C, x), slow)},
+        {
+            "name": f"conv L={length}",
+            "ours": "fft_conv",
+            "ours_s": fft_s,
+            "reference": "causal_conv (direct)",
+            "reference_s": median_time(lambda: causal_conv(x, K), slow),
+        },
+        {
+            "name": f"conv L={length}",
+            "ours": "fft_conv",
+            "ours_s": fft_s,
+            "reference": "F.conv1d (direct)",
+            "reference_s": median_time(lambda: conv1d_direct(x, K), slow),
+        },
+        {
+            "name": f"ssm L={length}",
+            "ours": "ssm_kernel + fft_conv",
+            "ours_s": median_time(lambda: fft_conv(x, ssm_kernel(A_bar, B_bar, C, length)), 21),
+            "reference": "ssm_recurrence",
+            "reference_s": median_time(lambda: ssm_recurrence(A_bar, B_bar, C, x), slow),
+        },
     ]
     return rows
 
@@ -78,13 +91,17 @@ def main() -> None:
     rows = run(quick=args.quick)
     print(f"{'case':<12} {'ours':<22} {'ours ms':>9}  {'reference':<22} {'ref ms':>10} {'ratio':>8}")
     for r in rows:
-        print(f"{r['name']:<12} {r['ours']:<22} {1e3 * r['ours_s']:9.3f}  {r['reference']:<22} "
-              f"{1e3 * r['reference_s']:10.2f} {r['reference_s'] / r['ours_s']:7.0f}x")
+        print(
+            f"{r['name']:<12} {r['ours']:<22} {1e3 * r['ours_s']:9.3f}  {r['reference']:<22} "
+            f"{1e3 * r['reference_s']:10.2f} {r['reference_s'] / r['ours_s']:7.0f}x"
+        )
     longest = max(int(r["name"].split("=")[1]) for r in rows)
     last = {r["reference"]: r["reference_s"] / r["ours_s"] for r in rows if r["name"].endswith(f"={longest}")}
-    print(f"\nat L = {longest}: FFT is {last['causal_conv (direct)']:.0f}x faster than the direct "
-          f"convolution (target >= 100x), {last['F.conv1d (direct)']:.0f}x faster than F.conv1d; "
-          f"kernel + FFT is {last['ssm_recurrence']:.0f}x faster than the recurrence (target >= 20x)")
+    print(
+        f"\nat L = {longest}: FFT is {last['causal_conv (direct)']:.0f}x faster than the direct "
+        f"convolution (target >= 100x), {last['F.conv1d (direct)']:.0f}x faster than F.conv1d; "
+        f"kernel + FFT is {last['ssm_recurrence']:.0f}x faster than the recurrence (target >= 20x)"
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ in the same run on the same inputs, results asserted equal first). The ratio pri
 reference_s / ours_s: above 1, ours is faster. A module that fails is reported, the others run,
 and the exit status is 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,10 @@ def main(argv=None) -> int:
             failed.append(path.name)
             print(f"  {path.name} FAILED:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
     print(format_rows(rows, topic=True))
-    print(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
-          f"{' (quick sizes)' if args.quick else ''}; every pair timed in the same run.")
+    print(
+        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+        f"{' (quick sizes)' if args.quick else ''}; every pair timed in the same run."
+    )
     if failed:
         print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0

@@ -18,6 +18,7 @@ any cell raises. Then ``tests/test_explorers.py`` runs in the same environment (
 The report, with each notebook's wall time, is ``artifacts/colab/report.txt``; exit 1 on any
 failure. ``make colab-profile`` runs both; ``.ci/run`` calls it.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv-colab"
 PY = VENV / "bin" / "python"
 ART = ROOT / "artifacts" / "colab"
-FAKE = ART / "fake-colab"          # google/colab/__init__.py: makes `import google.colab` work
+FAKE = ART / "fake-colab"  # google/colab/__init__.py: makes `import google.colab` work
 CONTENT = Path("/content")
 COURSE = CONTENT / "course"
 KERNEL = "colab-profile"
@@ -41,8 +42,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 
 def freeze() -> dict[str, str]:
-    out = subprocess.run([str(PY), "-m", "pip", "list", "--format=json"], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [str(PY), "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True
+    )
     return {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(out.stdout)}
 
 
@@ -57,7 +59,7 @@ def link_course() -> None:
 
 
 def fake_colab() -> None:
-    pkg = FAKE / "google" / "colab"          # `google` stays a namespace package
+    pkg = FAKE / "google" / "colab"  # `google` stays a namespace package
     pkg.mkdir(parents=True, exist_ok=True)
     (pkg / "__init__.py").write_text('"""Stand-in for Colab\'s google.colab (colab profile)."""\n')
 
@@ -89,16 +91,18 @@ def install() -> int:
     fake_colab()
     first = run_bootstrap()
     after = freeze()
-    changed = [f"{n}: {v} -> {after.get(n, 'removed')}" for n, v in before.items()
-               if after.get(n) != v]
+    changed = [f"{n}: {v} -> {after.get(n, 'removed')}" for n, v in before.items() if after.get(n) != v]
     added = sorted(f"{n}=={v}" for n, v in after.items() if n not in before)
     second = run_bootstrap()
     (ART / "installed.txt").write_text(
         f"bootstrap, first run: {first:.1f} s; second run (restarted session): {second:.1f} s\n"
-        "added to Colab's packages:\n" + "\n".join(added) + "\n")
-    print(f"Colab profile: {len(before)} packages; the bootstrap added {len(added)} in "
-          f"{first:.1f} s ({', '.join(a for a in added if a.split('==')[0] in ('course-lib', 'bertviz'))}); "
-          f"a second run took {second:.1f} s")
+        "added to Colab's packages:\n" + "\n".join(added) + "\n"
+    )
+    print(
+        f"Colab profile: {len(before)} packages; the bootstrap added {len(added)} in "
+        f"{first:.1f} s ({', '.join(a for a in added if a.split('==')[0] in ('course-lib', 'bertviz'))}); "
+        f"a second run took {second:.1f} s"
+    )
     if changed:
         print("the bootstrap changed packages Colab already has:\n" + "\n".join(changed))
         return 1
@@ -110,11 +114,20 @@ def kernelspec(home: Path) -> None:
     spec = home / "kernels" / KERNEL
     spec.mkdir(parents=True, exist_ok=True)
     launch = "import google.colab; from ipykernel import kernelapp; kernelapp.launch_new_instance()"
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [str(PY), "-c", launch, "-f", "{connection_file}"],
-        "display_name": "Colab profile", "language": "python",
-        "env": {"PYTHONPATH": str(FAKE), "COURSE_PROGRESS": "1",
-                "PYDEVD_DISABLE_FILE_VALIDATION": "1"}}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [str(PY), "-c", launch, "-f", "{connection_file}"],
+                "display_name": "Colab profile",
+                "language": "python",
+                "env": {
+                    "PYTHONPATH": str(FAKE),
+                    "COURSE_PROGRESS": "1",
+                    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+                },
+            }
+        )
+    )
 
 
 def execute(path: Path) -> tuple[float, str | None]:
@@ -125,21 +138,37 @@ def execute(path: Path) -> tuple[float, str | None]:
 
     nb = nbformat.read(path, as_version=4)
     # a last cell that proves the bootstrap took its Colab branch (it changes directory)
-    nb.cells.append(nbformat.v4.new_code_cell(
-        "import os, sys\nassert 'google.colab' in sys.modules, 'not a Colab-like kernel'\n"
-        f"assert os.path.samefile(os.getcwd(), '{COURSE / 'notebooks'}'), os.getcwd()"))
-    client = NotebookClient(nb, timeout=600, kernel_name=KERNEL,
-                            resources={"metadata": {"path": str(CONTENT)}})
+    nb.cells.append(
+        nbformat.v4.new_code_cell(
+            "import os, sys\nassert 'google.colab' in sys.modules, 'not a Colab-like kernel'\n"
+            f"assert os.path.samefile(os.getcwd(), '{COURSE / 'notebooks'}'), os.getcwd()"
+        )
+    )
+    client = NotebookClient(
+        nb, timeout=600, kernel_name=KERNEL, resources={"metadata": {"path": str(CONTENT)}}
+    )
     start = time.perf_counter()
     try:
         client.execute()
     except CellExecutionError as exc:
-        cell = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
-            o.get("output_type") == "error" for o in c.get("outputs", []))), "?")
+        cell = next(
+            (
+                i
+                for i, c in enumerate(nb.cells)
+                if c.cell_type == "code"
+                and any(o.get("output_type") == "error" for o in c.get("outputs", []))
+            ),
+            "?",
+        )
         lines = [l for l in str(exc).strip().splitlines() if l.strip()]
         return time.perf_counter() - start, f"cell {cell}: {lines[-1][:300]}"
-    errors = [f"cell {i}: {o['ename']}" for i, c in enumerate(nb.cells) if c.cell_type == "code"
-              for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [
+        f"cell {i}: {o['ename']}"
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     return time.perf_counter() - start, (errors[0] if errors else None)
 
 
@@ -148,9 +177,11 @@ def run(names: list[str]) -> int:
         print("no Colab profile: run `python tests/colab_profile.py install` first (online)")
         return 1
     versions = freeze()
-    head = ", ".join(f"{n} {versions[n]}" for n in ("torch", "numpy", "matplotlib", "ipywidgets",
-                                                     "ipykernel", "bertviz", "course-lib")
-                     if n in versions)
+    head = ", ".join(
+        f"{n} {versions[n]}"
+        for n in ("torch", "numpy", "matplotlib", "ipywidgets", "ipykernel", "bertviz", "course-lib")
+        if n in versions
+    )
     lines, failed, ran = [f"Colab profile ({head})"], 0, 0
     with tempfile.TemporaryDirectory() as home:
         kernelspec(Path(home))
@@ -160,12 +191,18 @@ def run(names: list[str]) -> int:
                 continue
             seconds, error = execute(path)
             failed, ran = failed + (error is not None), ran + 1
-            lines.append(f"{path.stem:28s} {seconds:6.1f} s  "
-                         f"{'ran to its last cell' if error is None else 'STOPPED at ' + error}")
+            lines.append(
+                f"{path.stem:28s} {seconds:6.1f} s  "
+                f"{'ran to its last cell' if error is None else 'STOPPED at ' + error}"
+            )
             print(lines[-1], flush=True)
-    tests = subprocess.run([str(PY), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                            "tests/test_explorers.py"], cwd=ROOT, capture_output=True, text=True,
-                           env={**os.environ, "MPLBACKEND": "Agg"})
+    tests = subprocess.run(
+        [str(PY), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_explorers.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
     summary = (tests.stdout.strip().splitlines() or ["(no output)"])[-1]
     lines.append(f"explorer tests under ipywidgets {versions.get('ipywidgets')}: {summary}")
     print(lines[-1])

@@ -1,6 +1,7 @@
 """Unit tests draw off-screen and run on one torch thread, the course's setting
 (course_lib.setup): tiny tensors run fastest there, floats are the notebooks' floats, and a
 busy machine does not thrash."""
+
 import matplotlib
 import pytest
 import torch

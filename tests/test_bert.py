@@ -253,7 +253,7 @@ def test_bad_inputs_raise_value_error():
 # ---------------------------------------------------------------- a tiny BERT learns
 def test_tiny_bert_learns_masked_words_and_next_sentence():
     """Sentences 'k a_k b_k c_k' (the first word determines the rest); pairs (k, k+1) are IsNext."""
-    _train_tiny_bert()                           # one thread: tests/conftest.py
+    _train_tiny_bert()  # one thread: tests/conftest.py
 
 
 def _train_tiny_bert():

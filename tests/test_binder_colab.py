@@ -16,6 +16,7 @@ notebook and runs its bootstrap cell, which clones the configured repository. Ch
 * every notebook's badges and Colab bootstrap cell point at the one repository and branch in
   pyproject.toml [tool.course] (tools/notebooks.py renders them).
 """
+
 from __future__ import annotations
 
 import ast
@@ -39,8 +40,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 
 def _requirement_lines(path: Path) -> list[str]:
-    return [line.split("#")[0].strip() for line in path.read_text().splitlines()
-            if line.split("#")[0].strip()]
+    return [
+        line.split("#")[0].strip() for line in path.read_text().splitlines() if line.split("#")[0].strip()
+    ]
 
 
 def _pins(path: Path) -> dict[str, str]:
@@ -61,12 +63,13 @@ def _norm(name: str) -> str:
 
 # ---------------------------------------------------------------- resolution (online helper)
 
+
 def offline_binder_requirements(dest: Path) -> Path:
     """binder/requirements.txt as pip sees it here: no PyTorch index, paths made absolute."""
     lines = []
     for line in _requirement_lines(BINDER / "requirements.txt"):
         if line.startswith(("--extra-index-url", "--index-url")):
-            continue                                   # unreachable; the wheel is in find-links
+            continue  # unreachable; the wheel is in find-links
         if line.startswith("-r "):
             line = f"-r {(BINDER / line[3:].strip()).resolve()}"
         elif line in ("-e .", "-e ./"):
@@ -80,8 +83,19 @@ def resolve() -> int:
     """pip's resolution of binder/requirements.txt from scratch, as a JSON report (online)."""
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     req = offline_binder_requirements(REPORT.parent / "binder-requirements-offline.txt")
-    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-           "--report", str(REPORT), "-r", str(req)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "--quiet",
+        "--report",
+        str(REPORT),
+        "-r",
+        str(req),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     if out.returncode:
         REPORT.unlink(missing_ok=True)
@@ -94,6 +108,7 @@ def resolve() -> int:
 
 # ---------------------------------------------------------------- tests
 
+
 def test_binder_requirements_pin_the_cpu_torch_and_the_course():
     lines = _requirement_lines(BINDER / "requirements.txt")
     assert f"--extra-index-url {TORCH_CPU_INDEX}" in lines
@@ -101,17 +116,18 @@ def test_binder_requirements_pin_the_cpu_torch_and_the_course():
     torch_pin = _pins(ROOT / "requirements.txt")["torch"]
     assert f"torch=={torch_pin}+cpu" in lines, f"binder must pin the CPU build of torch {torch_pin}"
     runtime = (BINDER / "runtime.txt").read_text().strip()
-    assert runtime == f"python-{sys.version_info.major}.{sys.version_info.minor}", \
+    assert runtime == f"python-{sys.version_info.major}.{sys.version_info.minor}", (
         f"binder/runtime.txt says {runtime}; the suite runs on {sys.version.split()[0]}"
+    )
 
 
 def test_repo2docker_accepts_the_configuration():
-    exe = shutil.which("jupyter-repo2docker") or str(Path(sys.executable).parent /
-                                                     "jupyter-repo2docker")
+    exe = shutil.which("jupyter-repo2docker") or str(Path(sys.executable).parent / "jupyter-repo2docker")
     if not Path(exe).exists():
         pytest.skip("jupyter-repo2docker is not installed (requirements-dev.txt)")
-    out = subprocess.run([exe, "--no-build", "--no-run", str(ROOT)], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [exe, "--no-build", "--no-run", str(ROOT)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     dockerfile = out.stdout
     assert 'pip install --no-cache-dir -r "binder/requirements.txt"' in dockerfile
@@ -122,22 +138,24 @@ def test_repo2docker_accepts_the_configuration():
 
 def test_postbuild_succeeds():
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    out = subprocess.run(["bash", str(BINDER / "postBuild")], capture_output=True, text=True,
-                         cwd=ROOT, env=env, timeout=300)
+    out = subprocess.run(
+        ["bash", str(BINDER / "postBuild")], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_binder_resolution_matches_the_tested_environment():
     """The versions pip picks for Binder are the ones this suite runs on (torch: the CPU build)."""
     if not REPORT.exists():
-        msg = ("no resolution report: run `python tests/test_binder_colab.py resolve` online "
-               "first (`make binder-resolve`; .ci/run does)")
+        msg = (
+            "no resolution report: run `python tests/test_binder_colab.py resolve` online "
+            "first (`make binder-resolve`; .ci/run does)"
+        )
         if os.environ.get("COURSE_REQUIRE_BINDER") == "1":
             pytest.fail(msg)
         pytest.skip(msg)
     report = json.loads(REPORT.read_text())
-    resolved = {_norm(item["metadata"]["name"]): item["metadata"]["version"]
-                for item in report["install"]}
+    resolved = {_norm(item["metadata"]["name"]): item["metadata"]["version"] for item in report["install"]}
     assert resolved.get("torch", "").endswith("+cpu"), f"torch resolved to {resolved.get('torch')}"
     differ = []
     for name, version in sorted(resolved.items()):
@@ -155,9 +173,9 @@ def test_binder_resolution_matches_the_tested_environment():
 
 def _catches_import_error(handler: ast.ExceptHandler) -> bool:
     kinds = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
-    return handler.type is None or any(getattr(k, "id", "") in ("ImportError",
-                                                                 "ModuleNotFoundError")
-                                       for k in kinds)
+    return handler.type is None or any(
+        getattr(k, "id", "") in ("ImportError", "ModuleNotFoundError") for k in kinds
+    )
 
 
 def notebook_imports() -> dict[str, list[str]]:
@@ -171,11 +189,15 @@ def notebook_imports() -> dict[str, list[str]]:
             source = "".join(cell["source"])
             source = "\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!")))
             tree = ast.parse(source)
-            optional = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try)
-                        and any(_catches_import_error(h) for h in t.handlers)
-                        for stmt in t.body for n in ast.walk(stmt)}
+            optional = {
+                id(n)
+                for t in ast.walk(tree)
+                if isinstance(t, ast.Try) and any(_catches_import_error(h) for h in t.handlers)
+                for stmt in t.body
+                for n in ast.walk(stmt)
+            }
             for node in ast.walk(tree):
-                if id(node) in optional:          # `try: import x / except ImportError:`
+                if id(node) in optional:  # `try: import x / except ImportError:`
                     continue
                 names = []
                 if isinstance(node, ast.Import):
@@ -194,14 +216,22 @@ def test_everything_the_notebooks_import_is_installed_and_imports():
     if not imports:
         pytest.skip("no notebooks yet")
     wanted = sorted(imports)
-    code = ("import importlib, sys\nbad = []\n"
-            f"for name in {wanted!r}:\n"
-            "    try:\n        importlib.import_module(name)\n"
-            "    except Exception as exc:\n        bad.append(f'{name}: {exc!r}')\n"
-            "print('\\n'.join(bad))\nsys.exit(1 if bad else 0)\n")
+    code = (
+        "import importlib, sys\nbad = []\n"
+        f"for name in {wanted!r}:\n"
+        "    try:\n        importlib.import_module(name)\n"
+        "    except Exception as exc:\n        bad.append(f'{name}: {exc!r}')\n"
+        "print('\\n'.join(bad))\nsys.exit(1 if bad else 0)\n"
+    )
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT / "notebooks", env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT / "notebooks",
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, f"modules the notebooks import fail to import:\n{out.stdout}"
 
 
@@ -236,10 +266,13 @@ def test_notebook_imports_come_from_the_binder_requirements():
             continue
         dists = {_norm(d) for d in owners.get(top, [])}
         if not dists & closure:
-            missing.append(f"{module} (from {sorted(dists) or 'no distribution'}), used by "
-                           f"{', '.join(users)}")
-    assert not missing, ("notebooks import modules that requirements.txt does not install "
-                         "(Binder and a fresh clone would fail):\n" + "\n".join(missing))
+            missing.append(
+                f"{module} (from {sorted(dists) or 'no distribution'}), used by {', '.join(users)}"
+            )
+    assert not missing, (
+        "notebooks import modules that requirements.txt does not install "
+        "(Binder and a fresh clone would fail):\n" + "\n".join(missing)
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -249,15 +282,19 @@ def test_badges_and_bootstrap_point_at_the_configured_repository(path):
     conf = course_config()
     cells = json.loads(path.read_text())["cells"]
     sources = ["".join(c["source"]) for c in cells]
-    assert cells[0]["cell_type"] == "markdown" and badges(path.stem, conf) in sources[0], \
+    assert cells[0]["cell_type"] == "markdown" and badges(path.stem, conf) in sources[0], (
         f"{path.name}: the first cell lacks the badges for {conf['repository']} ({conf['branch']})"
+    )
     code = [s for c, s in zip(cells, sources) if c["cell_type"] == "code"]
-    assert code and code[0] == bootstrap_source(conf), \
+    assert code and code[0] == bootstrap_source(conf), (
         f"{path.name}: the first code cell is not the Colab bootstrap for {conf['repository']}"
+    )
     text = "\n".join(sources)
     for slug, branch, _name in re.findall(
-            r"colab\.research\.google\.com/github/([^/\s]+/[^/\s]+)/blob/([^/\s]+)/notebooks/"
-            r"([^)\s]+?)\.ipynb", text):
+        r"colab\.research\.google\.com/github/([^/\s]+/[^/\s]+)/blob/([^/\s]+)/notebooks/"
+        r"([^)\s]+?)\.ipynb",
+        text,
+    ):
         assert (slug, branch) == (conf["slug"], conf["branch"]), f"{path.name}: Colab link {slug}"
     for slug, branch in re.findall(r"mybinder\.org/v2/gh/([^/\s]+/[^/\s]+)/([^?\s)]+)", text):
         assert (slug, branch) == (conf["slug"], conf["branch"]), f"{path.name}: Binder link {slug}"
@@ -272,7 +309,7 @@ def test_readme_links_point_at_the_configured_repository():
     readme = (ROOT / "README.md").read_text()
     slugs = set(re.findall(r"colab\.research\.google\.com/github/([^/\s]+/[^/\s]+)/", readme))
     slugs |= set(re.findall(r"mybinder\.org/v2/gh/([^/\s]+/[^/\s]+)/", readme))
-    slugs.discard("YOU/FORK")                        # the instructors' placeholder
+    slugs.discard("YOU/FORK")  # the instructors' placeholder
     assert slugs and slugs <= {conf["slug"]}, f"README links to {slugs}, configured {conf['slug']}"
 
 

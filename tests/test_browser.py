@@ -12,6 +12,7 @@ Requests to anything but 127.0.0.1 are answered locally or aborted: the test is 
 Screenshots go to artifacts/browser/ (git-ignored). Without Chromium or Playwright the test is
 skipped, unless COURSE_REQUIRE_BROWSER=1 (CI) makes that a failure.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,10 @@ def playwright_api():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    env = {"COURSE_THREADS": os.environ.get("COURSE_THREADS", "1"),
-           "COURSE_PROGRESS": "1"}                       # students see tqdm's widget bars
+    env = {
+        "COURSE_THREADS": os.environ.get("COURSE_THREADS", "1"),
+        "COURSE_PROGRESS": "1",
+    }  # students see tqdm's widget bars
     srv = lab.LabServer(NOTEBOOKS, tmp_path_factory.mktemp("jupyterlab"), env)
     yield srv
     srv.stop()
@@ -79,8 +82,9 @@ def cdn_files():
 @pytest.fixture(scope="module")
 def page(playwright_api, server, cdn_files):
     """One JupyterLab page for every notebook; outside requests served locally or aborted."""
-    browser = playwright_api.chromium.launch(executable_path=lab.CHROMIUM, headless=True,
-                                             args=lab.CHROMIUM_ARGS)
+    browser = playwright_api.chromium.launch(
+        executable_path=lab.CHROMIUM, headless=True, args=lab.CHROMIUM_ARGS
+    )
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     blocked = []
 
@@ -125,10 +129,8 @@ def stored_expectations(path: Path) -> dict:
                 widget_cells.append(i)
             if "bertviz-" in "".join(data.get("text/html", "")) and i not in bertviz_cells:
                 bertviz_cells.append(i)
-                race = race or any("application/javascript" in o.get("data", {})
-                                   for o in outputs)
-    return {"pngs": pngs, "widget_cells": widget_cells, "bertviz_cells": bertviz_cells,
-            "bertviz_race": race}
+                race = race or any("application/javascript" in o.get("data", {}) for o in outputs)
+    return {"pngs": pngs, "widget_cells": widget_cells, "bertviz_cells": bertviz_cells, "bertviz_race": race}
 
 
 def run_notebook(page, name: str) -> list[dict]:
@@ -136,7 +138,7 @@ def run_notebook(page, name: str) -> list[dict]:
     page.wait_for_function(lab.JS_KERNEL_IDLE, timeout=180_000, polling=250)
     page.evaluate(lab.JS_RUN_ALL)
     page.wait_for_function(lab.JS_DONE, timeout=RUN_TIMEOUT_MS, polling=500)
-    page.wait_for_timeout(1000)                    # let late comm messages (widgets) render
+    page.wait_for_timeout(1000)  # let late comm messages (widgets) render
     run = page.evaluate("window.__courseRun")
     if run.get("error"):
         raise AssertionError(f"{name}: Run All Cells failed in JupyterLab: {run['error']}")
@@ -150,11 +152,9 @@ def error_problems(cells: list[dict]) -> list[str]:
             problems.append(f"cell {c['index']} did not run ({c['source']!r})")
         for out in c["outputs"]:
             if out.get("output_type") == "error":
-                problems.append(f"cell {c['index']}: {out.get('ename')}: "
-                                f"{out.get('evalue', '')[:200]}")
+                problems.append(f"cell {c['index']}: {out.get('ename')}: {out.get('evalue', '')[:200]}")
             elif out.get("name") == "stderr" and "Traceback" in "".join(out.get("text", "")):
-                problems.append(f"cell {c['index']}: traceback on stderr: "
-                                f"{''.join(out['text'])[-300:]}")
+                problems.append(f"cell {c['index']}: traceback on stderr: {''.join(out['text'])[-300:]}")
     return problems
 
 
@@ -164,15 +164,17 @@ def check_explorer(page, explorer, label: str) -> list[str]:
     image = explorer.locator(".widget-output img").first
     image.wait_for(timeout=60_000)
     explorer.screenshot(path=str(SHOTS / f"{label}-before.png"))
-    controls = explorer.locator(".widget-dropdown select, .widget-slider .noUi-handle, "
-                                ".widget-checkbox input[type=checkbox]")
+    controls = explorer.locator(
+        ".widget-dropdown select, .widget-slider .noUi-handle, .widget-checkbox input[type=checkbox]"
+    )
     if controls.count() == 0:
         return [f"{label}: explorer has no dropdown, slider or checkbox"]
     problems, pictures = [], {image.get_attribute("src")}
     for j in range(controls.count()):
         control = controls.nth(j)
-        explorer.evaluate("el => el.querySelectorAll('.widget-output img')"
-                          ".forEach(i => { i.dataset.courseSeen = '1'; })")
+        explorer.evaluate(
+            "el => el.querySelectorAll('.widget-output img').forEach(i => { i.dataset.courseSeen = '1'; })"
+        )
         kind = control.evaluate("e => e.tagName.toLowerCase() + (e.type ? ':' + e.type : '')")
         if kind.startswith("select"):
             n = control.locator("option").count()
@@ -189,7 +191,10 @@ def check_explorer(page, explorer, label: str) -> list[str]:
             page.wait_for_function(
                 "el => { const i = el.querySelector('.widget-output img');"
                 " return !!i && !i.dataset.courseSeen && i.complete && i.naturalWidth > 0; }",
-                arg=explorer.element_handle(), timeout=60_000, polling=200)
+                arg=explorer.element_handle(),
+                timeout=60_000,
+                polling=200,
+            )
             pictures.add(image.get_attribute("src"))
         except Exception:  # playwright's TimeoutError
             problems.append(f"{label}: control {j} ({kind}) changed but the figure was not redrawn")
@@ -208,8 +213,10 @@ def widget_problems(page, nb, name: str, widget_cells: list[int]) -> list[str]:
         try:
             widgets.first.wait_for(timeout=60_000)
         except Exception:
-            problems.append(f"cell {i}: the stored notebook shows a widget, JupyterLab none "
-                            f"(output: {out.first.inner_text()[:200]!r})")
+            problems.append(
+                f"cell {i}: the stored notebook shows a widget, JupyterLab none "
+                f"(output: {out.first.inner_text()[:200]!r})"
+            )
             continue
         text = out.first.inner_text()
         if "Error displaying widget" in text or "Error rendering" in text:
@@ -228,9 +235,11 @@ def widget_problems(page, nb, name: str, widget_cells: list[int]) -> list[str]:
 
 
 def image_problems(nb, expected: int) -> list[str]:
-    counts = nb.evaluate("n => { const imgs = [...n.querySelectorAll('.jp-OutputArea-output img')];"
-                         " return [imgs.length, imgs.filter(i => i.complete && i.naturalWidth > 0)"
-                         ".length]; }")
+    counts = nb.evaluate(
+        "n => { const imgs = [...n.querySelectorAll('.jp-OutputArea-output img')];"
+        " return [imgs.length, imgs.filter(i => i.complete && i.naturalWidth > 0)"
+        ".length]; }"
+    )
     total, loaded = counts
     if loaded < expected:
         return [f"{loaded} figures drawn ({total} <img>), the stored notebook has {expected}"]
@@ -239,8 +248,9 @@ def image_problems(nb, expected: int) -> list[str]:
 
 def javascript_errors(nb) -> list[str]:
     """Errors of Javascript outputs, which JupyterLab shows as stderr text (not in the model)."""
-    texts = nb.locator(".jp-OutputArea-child [data-mime-type='application/vnd.jupyter.stderr']")\
-        .all_inner_texts()
+    texts = nb.locator(
+        ".jp-OutputArea-child [data-mime-type='application/vnd.jupyter.stderr']"
+    ).all_inner_texts()
     return [t.strip()[:200] for t in texts if "Javascript Error" in t]
 
 
@@ -250,9 +260,12 @@ def bertviz_problems(page, nb, stem: str, cells: list[int], race: bool) -> list[
     problems = []
     errors = javascript_errors(nb)
     if errors and race:
-        warnings.warn(f"{stem}: bertviz's first draw failed in JupyterLab ({errors[0]}); the "
-                      "cell drew after a re-run. Fix: one HTML output that loads require.js, then "
-                      "draws (see the course's quality report).", stacklevel=2)
+        warnings.warn(
+            f"{stem}: bertviz's first draw failed in JupyterLab ({errors[0]}); the "
+            "cell drew after a re-run. Fix: one HTML output that loads require.js, then "
+            "draws (see the course's quality report).",
+            stacklevel=2,
+        )
         for i in cells:
             page.evaluate(lab.JS_RUN_CELL, i)
             page.wait_for_function(lab.JS_DONE, timeout=RUN_TIMEOUT_MS, polling=500)
@@ -260,12 +273,18 @@ def bertviz_problems(page, nb, stem: str, cells: list[int], race: bool) -> list[
         view = nb.locator(".jp-Cell").nth(i).locator("[id^='bertviz-']").last
         try:
             view.wait_for(timeout=30_000)
-            page.wait_for_function("v => v.querySelectorAll('svg text').length > 0",
-                                   arg=view.element_handle(), timeout=60_000, polling=250)
+            page.wait_for_function(
+                "v => v.querySelectorAll('svg text').length > 0",
+                arg=view.element_handle(),
+                timeout=60_000,
+                polling=250,
+            )
             view.screenshot(path=str(SHOTS / f"{stem}-cell{i}-bertviz.png"))
         except Exception:
-            problems.append(f"cell {i}: bertviz view stayed blank (no SVG text drawn) with its "
-                            f"scripts served locally; {javascript_errors(nb)[:2]}")
+            problems.append(
+                f"cell {i}: bertviz view stayed blank (no SVG text drawn) with its "
+                f"scripts served locally; {javascript_errors(nb)[:2]}"
+            )
     return problems
 
 
@@ -282,8 +301,9 @@ def test_notebook_runs_in_jupyterlab(page, cdn_files, path):
         problems += image_problems(nb, expected["pngs"])
         bertviz_skipped = bool(expected["bertviz_cells"]) and not cdn_files
         if expected["bertviz_cells"] and cdn_files:
-            problems += bertviz_problems(page, nb, path.stem, expected["bertviz_cells"],
-                                         expected["bertviz_race"])
+            problems += bertviz_problems(
+                page, nb, path.stem, expected["bertviz_cells"], expected["bertviz_race"]
+            )
         problems += [f"Javascript output failed: {e}" for e in javascript_errors(nb)]
         page.screenshot(path=str(SHOTS / f"{path.stem}.png"))
     finally:

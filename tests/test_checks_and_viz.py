@@ -1,15 +1,23 @@
 """Exercise checkers never raise and say what differs; explorers redraw with finite data."""
+
 import numpy as np
 import pytest
 import torch
 
 from course_lib.attention import attention_naive, causal_mask, padding_mask
 from course_lib.checks import describe_difference, run_check
-from course_lib.checks.attention import (check_causal_mask, check_padding_mask,
-                                         check_single_head_attention, check_split_heads)
+from course_lib.checks.attention import (
+    check_causal_mask,
+    check_padding_mask,
+    check_single_head_attention,
+    check_split_heads,
+)
 from course_lib.viz import plot_attention, plot_heads
-from course_lib.viz.attention import (attention_scores_explorer, attention_weights_explorer,
-                                      softmax_with_temperature)
+from course_lib.viz.attention import (
+    attention_scores_explorer,
+    attention_weights_explorer,
+    softmax_with_temperature,
+)
 from course_lib.viz.bertviz import prepare_attention
 
 
@@ -34,6 +42,7 @@ def test_checkers_report_what_differs_without_raising():
 def test_checker_not_implemented_and_none():
     def todo(t):
         raise NotImplementedError
+
     assert check_causal_mask(todo).status == "not implemented yet"
     assert check_causal_mask(lambda t: None).status == "not implemented yet"
     assert "⏳" in repr(check_causal_mask(todo))
@@ -49,10 +58,19 @@ def test_describe_difference():
 
 def test_attention_scores_explorer_extremes_are_finite():
     g = torch.Generator().manual_seed(0)
-    examples = {"a": {"q": torch.randn(2, 5, 8, generator=g) * 10,
-                      "k": torch.randn(2, 5, 8, generator=g) * 10, "mask": causal_mask(5)},
-                "b": {"q": torch.randn(2, 3, 8, generator=g), "k": torch.randn(2, 4, 8, generator=g),
-                      "x_labels": list("wxyz"), "y_labels": list("abc")}}
+    examples = {
+        "a": {
+            "q": torch.randn(2, 5, 8, generator=g) * 10,
+            "k": torch.randn(2, 5, 8, generator=g) * 10,
+            "mask": causal_mask(5),
+        },
+        "b": {
+            "q": torch.randn(2, 3, 8, generator=g),
+            "k": torch.randn(2, 4, 8, generator=g),
+            "x_labels": list("wxyz"),
+            "y_labels": list("abc"),
+        },
+    }
     ex = attention_scores_explorer(examples)
     draws = ex.draws
     for name, value in ex.extreme_values():
@@ -79,6 +97,7 @@ def test_attention_weights_explorer_and_errors():
 
 def test_plots_and_bertviz_preparation():
     import matplotlib.pyplot as plt
+
     fig = plot_heads(torch.rand(3, 4, 5), list("abcde"), list("wxyz"))
     assert len(fig.axes) >= 3
     plt.close("all")

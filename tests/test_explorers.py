@@ -9,6 +9,7 @@ drawn off-screen (the observers call ``redraw``), and every array in ``explorer.
 finite. A new explorer whose factory needs inputs and has no builder is reported as skipped
 with the line to add.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -27,15 +28,24 @@ def _attention_scores():
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(2, 5, 8, generator=g), torch.randn(2, 6, 8, generator=g)
     labels = list("abcdef")
-    return {"plain": {"q": q, "k": k, "x_labels": labels, "y_labels": labels[:5]},
-            "masked": {"q": q * 10, "k": k * 10, "x_labels": labels, "y_labels": labels[:5],
-                       "mask": torch.ones(5, 6, dtype=torch.bool).tril()}}
+    return {
+        "plain": {"q": q, "k": k, "x_labels": labels, "y_labels": labels[:5]},
+        "masked": {
+            "q": q * 10,
+            "k": k * 10,
+            "x_labels": labels,
+            "y_labels": labels[:5],
+            "mask": torch.ones(5, 6, dtype=torch.bool).tril(),
+        },
+    }
 
 
 def _attention_weights():
     w = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)).softmax(-1)
-    return {"one": {"weights": w, "x_labels": list("abcd"), "y_labels": list("abcd")},
-            "peaked": {"weights": (w * 50).softmax(-1)}}
+    return {
+        "one": {"weights": w, "x_labels": list("abcd"), "y_labels": list("abcd")},
+        "peaked": {"weights": (w * 50).softmax(-1)},
+    }
 
 
 def _bert_args():
@@ -45,10 +55,10 @@ def _bert_args():
 
     stories, tok = generate_stories(40, seed=7), build_tokenizer()
     torch.manual_seed(0)
-    bert = Bert(BertConfig(vocab_size=tok.vocab_size, d_model=16, n_heads=2, n_layers=1,
-                           d_ff=32, max_len=96)).eval()
-    words = tuple(w for w in ("bank", "bat", "bark")
-                  if any(x[2] == w for s in stories for x in s.senses))
+    bert = Bert(
+        BertConfig(vocab_size=tok.vocab_size, d_model=16, n_heads=2, n_layers=1, d_ff=32, max_len=96)
+    ).eval()
+    words = tuple(w for w in ("bank", "bat", "bark") if any(x[2] == w for s in stories for x in s.senses))
     return (bert, stories, tok), {"words": words}
 
 
@@ -58,8 +68,7 @@ def _gpt_args():
 
     tok = build_tokenizer()
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, max_len=32, d_model=16, n_layers=1,
-                          n_heads=2)).eval()
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, max_len=32, d_model=16, n_layers=1, n_heads=2)).eval()
     return (model, tok, ["one day tom and mia"]), {"n_new": 3}
 
 
@@ -69,17 +78,21 @@ def _decoding_args():
 
     data = TranslationData()
     torch.manual_seed(0)
-    model = Transformer(TransformerConfig(data.source.vocab_size, data.target.vocab_size,
-                                          d_model=16, n_heads=2, d_ff=16, max_len=16)).eval()
+    model = Transformer(
+        TransformerConfig(
+            data.source.vocab_size, data.target.vocab_size, d_model=16, n_heads=2, d_ff=16, max_len=16
+        )
+    ).eval()
     sentences = ["the red fox sees a bird"]
     return (model, data, sentences), {"golds": [translate(s).alignment for s in sentences]}
 
 
 def _selection():
     deltas = torch.rand(2, 6, 4, generator=torch.Generator().manual_seed(0)) + 1e-3
-    return {"small": {"tokens": list("abcdef"), "deltas": deltas},
-            "tiny steps": {"tokens": list("ghijkl"), "deltas": deltas * 1e-6,
-                           "highlight": [True, False] * 3}}
+    return {
+        "small": {"tokens": list("abcdef"), "deltas": deltas},
+        "tiny steps": {"tokens": list("ghijkl"), "deltas": deltas * 1e-6, "highlight": [True, False] * 3},
+    }
 
 
 # "module.function" -> () -> (args, kwargs): small inputs for factories that need them.
@@ -90,10 +103,20 @@ def _neighbours_args():
 
 def _alignment():
     w = torch.rand(4, 5, generator=torch.Generator().manual_seed(0)).softmax(-1)
-    return {"one": {"weights": w, "x_labels": list("abcde"), "y_labels": list("wxyz"),
-                    "gold": torch.tensor([0, 2, 1, -1])},
-            "peaked": {"weights": (w * 50).softmax(-1), "x_labels": list("abcde"),
-                       "y_labels": list("wxyz"), "gold": torch.tensor([4, 3, 2, 1])}}
+    return {
+        "one": {
+            "weights": w,
+            "x_labels": list("abcde"),
+            "y_labels": list("wxyz"),
+            "gold": torch.tensor([0, 2, 1, -1]),
+        },
+        "peaked": {
+            "weights": (w * 50).softmax(-1),
+            "x_labels": list("abcde"),
+            "y_labels": list("wxyz"),
+            "gold": torch.tensor([4, 3, 2, 1]),
+        },
+    }
 
 
 BUILDERS = {
@@ -132,12 +155,13 @@ def build(key: str, factory):
     if key in BUILDERS:
         args, kwargs = BUILDERS[key]()
         return factory(*args, **kwargs)
-    needed = [p.name for p in inspect.signature(factory).parameters.values()
-              if p.default is inspect.Parameter.empty
-              and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    needed = [
+        p.name
+        for p in inspect.signature(factory).parameters.values()
+        if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
     if needed:
-        pytest.skip(f"{key} needs {needed}: add a builder for it to BUILDERS in "
-                    f"tests/test_explorers.py")
+        pytest.skip(f"{key} needs {needed}: add a builder for it to BUILDERS in tests/test_explorers.py")
     return factory()
 
 
@@ -146,8 +170,10 @@ def assert_finite(explorer, where: str) -> None:
     for name, array in explorer.data.items():
         array = np.asarray(array, dtype=float)
         bad = ~np.isfinite(array)
-        assert not bad.any(), (f"{where}: data[{name!r}] has {int(bad.sum())} non-finite values "
-                               f"of {array.size} (shape {array.shape})")
+        assert not bad.any(), (
+            f"{where}: data[{name!r}] has {int(bad.sum())} non-finite values "
+            f"of {array.size} (shape {array.shape})"
+        )
 
 
 def test_explorers_are_found():
@@ -157,14 +183,17 @@ def test_explorers_are_found():
     assert not failed, f"course_lib.viz modules that do not import: {failed}"
 
 
-@pytest.mark.parametrize("key,factory", [f for f in FACTORIES if not f[0].endswith("<import>")],
-                         ids=[k for k, _ in FACTORIES if not k.endswith("<import>")])
+@pytest.mark.parametrize(
+    "key,factory",
+    [f for f in FACTORIES if not f[0].endswith("<import>")],
+    ids=[k for k, _ in FACTORIES if not k.endswith("<import>")],
+)
 def test_explorer_extremes_draw_finite_data(key, factory):
     import matplotlib.pyplot as plt
 
     from course_lib.viz import Explorer
 
-    plt.close("all")                                  # figures other tests left open
+    plt.close("all")  # figures other tests left open
     explorer = build(key, factory)
     assert isinstance(explorer, Explorer), f"{key} returned {type(explorer).__name__}"
     assert_finite(explorer, f"{key} at its initial values")

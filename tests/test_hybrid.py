@@ -1,4 +1,5 @@
 """Hybrid Mamba/attention models (notebook 09) and the multi-query recall experiment."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,8 +7,15 @@ import torch
 
 from course_lib import IGNORE_INDEX
 from course_lib.data.synthetic import multi_query_recall
-from course_lib.experiments.hybrid import (ARCHS, accuracy_by_pair, build_model, load_model,
-                                           param_count, recall_accuracy, width_for)
+from course_lib.experiments.hybrid import (
+    ARCHS,
+    accuracy_by_pair,
+    build_model,
+    load_model,
+    param_count,
+    recall_accuracy,
+    width_for,
+)
 from course_lib.hybrid import HybridConfig, HybridLM
 from course_lib.mamba import MambaConfig, MambaLM
 from course_lib.training import data_dir
@@ -17,7 +25,7 @@ def test_pure_mamba_pattern_is_07s_mamba_lm():
     torch.manual_seed(0)
     hybrid = HybridLM(HybridConfig(12, "mm", d_model=16, d_state=4))
     mamba = MambaLM(MambaConfig(12, d_model=16, n_layers=2, d_state=4))
-    mamba.load_state_dict(hybrid.state_dict())                    # the same names, one to one
+    mamba.load_state_dict(hybrid.state_dict())  # the same names, one to one
     tokens = torch.randint(0, 12, (2, 9))
     torch.testing.assert_close(hybrid(tokens), mamba(tokens))
 
@@ -45,9 +53,9 @@ def test_tied_read_out_and_layer_params():
     assert not any(name.startswith("head") for name, _ in model.named_parameters())
     kinds = [kind for kind, _ in model.layer_params()]
     assert kinds == ["Mamba", "attention"]
-    total = sum(n for _, n in model.layer_params()) + 20 * 16 + 16   # + token_emb + norm_f
+    total = sum(n for _, n in model.layer_params()) + 20 * 16 + 16  # + token_emb + norm_f
     assert total == param_count(model)
-    assert model.layer_params()[1][1] == 4 * 16 * 16 + 4 * 16 + 16   # qkv + out (+ biases), norm
+    assert model.layer_params()[1][1] == 4 * 16 * 16 + 4 * 16 + 16  # qkv + out (+ biases), norm
 
 
 @pytest.mark.parametrize("arch", ["attention", "hybrid"])
@@ -67,7 +75,7 @@ def test_multi_query_recall_targets_are_the_queried_values():
         queries = row_x[12::2].tolist()
         assert len(set(queries)) == 4
         assert row_y[12::2].tolist() == [pairs[q] for q in queries]
-        assert row_x[13::2].tolist() == [pairs[q] for q in queries]          # answer follows
+        assert row_x[13::2].tolist() == [pairs[q] for q in queries]  # answer follows
         assert (row_y[:12] == IGNORE_INDEX).all() and (row_y[13::2] == IGNORE_INDEX).all()
 
 
@@ -77,7 +85,7 @@ def test_metrics_on_a_perfect_and_a_constant_model():
     class Oracle(torch.nn.Module):
         def forward(self, tokens):
             logits = torch.zeros(*tokens.shape, 16)
-            shifted = torch.cat([tokens[:, 1:], tokens[:, :1]], 1)           # the next token
+            shifted = torch.cat([tokens[:, 1:], tokens[:, :1]], 1)  # the next token
             return logits.scatter(-1, shifted[..., None], 1.0)
 
     class Constant(torch.nn.Module):
@@ -95,15 +103,16 @@ def test_a_hybrid_learns_recall_beyond_chance(one_thread):
     model = HybridLM(HybridConfig(8, "ma", d_model=16, n_heads=2))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
-    for _ in range(100):                                                    # 0.86 after 100 steps
+    for _ in range(100):  # 0.86 after 100 steps
         x, y = multi_query_recall(32, 2, 2, n_keys=4, n_values=4, generator=g)
-        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten(),
-                                                 ignore_index=IGNORE_INDEX)
+        loss = torch.nn.functional.cross_entropy(
+            model(x).flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
     x, y = multi_query_recall(300, 2, 2, n_keys=4, n_values=4, seed=1)
-    assert recall_accuracy(model.eval(), x, y) > 0.6                          # chance: 0.25
+    assert recall_accuracy(model.eval(), x, y) > 0.6  # chance: 0.25
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
@@ -113,17 +122,21 @@ def test_shipped_checkpoints_reproduce_their_test_accuracy(arch):
     task = {k: v for k, v in meta["config"]["task"].items() if k != "name"}
     assert meta["config"]["model"]["pattern"] == ARCHS[arch]
     assert {"train_cpu_s", "train_wall_s"} <= set(meta["metrics"])
-    x, y = multi_query_recall(1000, seed=8642, **task)                       # the test sequences
-    assert recall_accuracy(model, x, y) == pytest.approx(meta["metrics"]["test_accuracy_by_seed"]["0"],
-                                                         abs=1e-4)
+    x, y = multi_query_recall(1000, seed=8642, **task)  # the test sequences
+    assert recall_accuracy(model, x, y) == pytest.approx(
+        meta["metrics"]["test_accuracy_by_seed"]["0"], abs=1e-4
+    )
     assert build_model(meta["config"]).config == model.config
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(pattern="mx"), r"string of 'm' \(Mamba\) and 'a' \(attention\), got 'mx'"),
-    (dict(pattern=""), r"non-empty string"),
-    (dict(pattern="a", d_model=12, n_heads=4), r"heads of even width.*d_model=12, n_heads=4"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(pattern="mx"), r"string of 'm' \(Mamba\) and 'a' \(attention\), got 'mx'"),
+        (dict(pattern=""), r"non-empty string"),
+        (dict(pattern="a", d_model=12, n_heads=4), r"heads of even width.*d_model=12, n_heads=4"),
+    ],
+)
 def test_bad_configs(kwargs, match):
     with pytest.raises(ValueError, match=match):
         HybridConfig(10, **kwargs)

@@ -1,25 +1,59 @@
 """course_lib.llama: RMSNorm / SwiGLU / GQA block, packed documents, KV-cache size,
 speculative decoding (exact and sampled), the story checkpoints and the exercise checkers."""
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.checks.llama import (check_document_mask, check_kv_bytes_per_token,
-                                     check_repeat_kv, check_residual_distribution, check_rms_norm)
-from course_lib.experiments.llama import (ARCHS, checkpoint_path, load_story_model,
-                                          measure_cache_bytes, param_total)
+from course_lib.checks.llama import (
+    check_document_mask,
+    check_kv_bytes_per_token,
+    check_repeat_kv,
+    check_residual_distribution,
+    check_rms_norm,
+)
+from course_lib.experiments.llama import (
+    ARCHS,
+    checkpoint_path,
+    load_story_model,
+    measure_cache_bytes,
+    param_total,
+)
 from course_lib.gpt import GPT, GPTConfig
-from course_lib.llama import (LLAMA3_8B, GroupedQueryAttention, Llama, LlamaConfig, SwiGLU,
-                              accept_probability, document_mask, kv_bytes_per_token, repeat_kv,
-                              residual_distribution, speculative_distribution,
-                              speculative_generate, target_distribution)
+from course_lib.llama import (
+    LLAMA3_8B,
+    GroupedQueryAttention,
+    Llama,
+    LlamaConfig,
+    SwiGLU,
+    accept_probability,
+    document_mask,
+    kv_bytes_per_token,
+    repeat_kv,
+    residual_distribution,
+    speculative_distribution,
+    speculative_generate,
+    target_distribution,
+)
 from course_lib.mamba import RMSNorm
 
 
 def tiny(seed=0, **kw):
     torch.manual_seed(seed)
-    return Llama(LlamaConfig(**{"vocab_size": 30, "max_len": 40, "d_model": 32, "n_layers": 2,
-                                "n_heads": 4, "n_kv_heads": 2, "d_ff": 48, **kw})).eval()
+    return Llama(
+        LlamaConfig(
+            **{
+                "vocab_size": 30,
+                "max_len": 40,
+                "d_model": 32,
+                "n_layers": 2,
+                "n_heads": 4,
+                "n_kv_heads": 2,
+                "d_ff": 48,
+                **kw,
+            }
+        )
+    ).eval()
 
 
 def test_rmsnorm_matches_torch():
@@ -62,8 +96,11 @@ def test_cache_equals_full_forward_and_holds_nkv_heads():
     ids = torch.randint(0, 30, (2, 12), generator=torch.Generator().manual_seed(0))
     caches = model.new_caches()
     with torch.no_grad():
-        parts = [model(ids[:, :5], caches=caches), model(ids[:, 5:6], caches=caches),
-                 model(ids[:, 6:], caches=caches)]
+        parts = [
+            model(ids[:, :5], caches=caches),
+            model(ids[:, 5:6], caches=caches),
+            model(ids[:, 6:], caches=caches),
+        ]
         torch.testing.assert_close(torch.cat(parts, 1), model(ids), atol=1e-5, rtol=1e-4)
     assert caches[0].k.shape == (2, 2, 12, 8)
 
@@ -72,8 +109,7 @@ def test_kv_bytes_measured_equals_formula():
     for n_kv in (4, 2, 1):
         model = tiny(n_kv_heads=n_kv)
         assert measure_cache_bytes(model, 10) == kv_bytes_per_token(2, n_kv, 8, 4)
-    assert kv_bytes_per_token(**{k: LLAMA3_8B[k] for k in ("n_layers", "n_kv_heads", "d_head")}) \
-        == 131072
+    assert kv_bytes_per_token(**{k: LLAMA3_8B[k] for k in ("n_layers", "n_kv_heads", "d_head")}) == 131072
 
 
 def test_packed_documents_equal_one_by_one():
@@ -85,7 +121,7 @@ def test_packed_documents_equal_one_by_one():
         packed = model(torch.cat(docs, 1), doc_ids=doc_ids)
         alone = torch.cat([model(d) for d in docs], 1)
     torch.testing.assert_close(packed, alone, atol=1e-5, rtol=1e-4)
-    with torch.no_grad():   # without the mask the later documents see the earlier ones
+    with torch.no_grad():  # without the mask the later documents see the earlier ones
         assert (model(torch.cat(docs, 1)) - alone).abs().max() > 1e-3
 
 
@@ -114,18 +150,29 @@ def test_residual_and_accept_make_the_target_distribution():
 def _prob_fn(model):
     def fn(prefix):
         return model(torch.tensor([prefix]))[0, -1].double().softmax(-1)
+
     return fn
 
 
 def test_speculative_exact_distribution_equals_target():
     torch.manual_seed(0)
     with torch.no_grad():
-        target = Llama(LlamaConfig(vocab_size=3, max_len=16, d_model=8, n_layers=1, n_heads=2,
-                                   n_kv_heads=1, d_ff=8)).eval().double()
-        draft = Llama(LlamaConfig(vocab_size=3, max_len=16, d_model=8, n_layers=1, n_heads=2,
-                                  n_kv_heads=1, d_ff=8)).eval().double()
+        target = (
+            Llama(
+                LlamaConfig(vocab_size=3, max_len=16, d_model=8, n_layers=1, n_heads=2, n_kv_heads=1, d_ff=8)
+            )
+            .eval()
+            .double()
+        )
+        draft = (
+            Llama(
+                LlamaConfig(vocab_size=3, max_len=16, d_model=8, n_layers=1, n_heads=2, n_kv_heads=1, d_ff=8)
+            )
+            .eval()
+            .double()
+        )
         for m in (target, draft):
-            m.token_emb.weight.mul_(100)     # far from uniform, so the two models disagree
+            m.token_emb.weight.mul_(100)  # far from uniform, so the two models disagree
         p_fn, q_fn = _prob_fn(target), _prob_fn(draft)
         spec = speculative_distribution(p_fn, q_fn, (0,), k=2, length=3)
         want = target_distribution(p_fn, (0,), 3)
@@ -138,10 +185,9 @@ def test_speculative_exact_distribution_equals_target():
 def test_speculative_generate_is_the_target_when_draft_equals_target():
     model = tiny()
     ids = torch.tensor([[1, 2, 3]])
-    out, stats = speculative_generate(model, model, ids, 9, k=3,
-                                      generator=torch.Generator().manual_seed(0))
+    out, stats = speculative_generate(model, model, ids, 9, k=3, generator=torch.Generator().manual_seed(0))
     assert out.shape == (1, 12) and torch.equal(out[:, :3], ids)
-    assert stats["accepted"] == stats["proposed"]            # p == q: always accepted
+    assert stats["accepted"] == stats["proposed"]  # p == q: always accepted
 
 
 def test_speculative_generate_rejects_bad_input():
@@ -165,7 +211,7 @@ def test_story_models_have_equal_size():
 
 @pytest.mark.skipif(not checkpoint_path("llama", 0).exists(), reason="checkpoint not built")
 def test_shipped_llama_checkpoint_loads_and_beats_uniform():
-    for seed in (0, 1):     # uniform guessing would be ln(183) / 0.64, about 8 x the floor
+    for seed in (0, 1):  # uniform guessing would be ln(183) / 0.64, about 8 x the floor
         model, info = load_story_model("llama", seed)
         assert isinstance(model, Llama) and info["config"]["arch"] == "llama"
         assert info["metrics"]["ratio"] < 1.3 and "train_cpu_s" in info["metrics"]
@@ -186,4 +232,5 @@ def test_checkers_pass_the_reference_and_catch_a_bug():
 
     def todo(*args):
         raise NotImplementedError
+
     assert check_rms_norm(todo).status == "not implemented yet"

@@ -1,6 +1,7 @@
 """The shared pretrained-weights machinery: safetensors only, all-or-nothing loading, one clear
 line when weights are absent. (Each model's parity with `transformers` is in
 test_pretrained_<model>.py.)"""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.pretrained import (SOURCES, assign_weights, find_pretrained, pretrained_dir,
-                                   read_hf_folder, unavailable_line)
+from course_lib.pretrained import (
+    SOURCES,
+    assign_weights,
+    find_pretrained,
+    pretrained_dir,
+    read_hf_folder,
+    unavailable_line,
+)
 
 
 class Tied(nn.Module):
@@ -19,17 +26,20 @@ class Tied(nn.Module):
         self.emb = nn.Embedding(5, 3)
         self.proj = nn.Linear(3, 3)
         self.out = nn.Linear(3, 5, bias=False)
-        self.out.weight = self.emb.weight            # a tied read-out: one tensor, two keys
+        self.out.weight = self.emb.weight  # a tied read-out: one tensor, two keys
 
 
 def _source_tensors():
     g = torch.Generator().manual_seed(0)
-    return {"wte": torch.randn(5, 3, generator=g), "dense.w": torch.randn(3, 3, generator=g),
-            "dense.b": torch.randn(3, generator=g), "attn.bias": torch.ones(4, 4)}
+    return {
+        "wte": torch.randn(5, 3, generator=g),
+        "dense.w": torch.randn(3, 3, generator=g),
+        "dense.b": torch.randn(3, generator=g),
+        "attn.bias": torch.ones(4, 4),
+    }
 
 
-MAPPING = {"emb.weight": "wte", "proj.weight": lambda take: take("dense.w").T,
-           "proj.bias": "dense.b"}
+MAPPING = {"emb.weight": "wte", "proj.weight": lambda take: take("dense.w").T, "proj.bias": "dense.b"}
 
 
 def test_assign_weights_fills_every_key_and_follows_ties():
@@ -39,15 +49,21 @@ def test_assign_weights_fills_every_key_and_follows_ties():
     assert torch.equal(model.proj.weight, src["dense.w"].T)
 
 
-@pytest.mark.parametrize("fault, match", [
-    ("drop_source", r"toy: missing key 'dense\.b' \(needed for proj\.bias, expected shape \(3,\)\)"),
-    ("wrong_shape", r"toy: 'wte': expected shape \(5, 3\) for emb\.weight, received \(6, 3\)"),
-    ("extra_source", r"unexpected keys the course model has no place for: \['extra'\]"),
-    ("unmapped", r"course keys without a source \['proj\.bias'\]"),
-    ("derived_shape", r"toy: \(derived for proj\.weight from dense\.w \(3, 2\)\): expected shape "
-                      r"\(3, 3\) for proj\.weight, received \(2, 3\)"),
-    ("not_ignored", r"unexpected keys .*\['attn\.bias'\]"),
-])
+@pytest.mark.parametrize(
+    "fault, match",
+    [
+        ("drop_source", r"toy: missing key 'dense\.b' \(needed for proj\.bias, expected shape \(3,\)\)"),
+        ("wrong_shape", r"toy: 'wte': expected shape \(5, 3\) for emb\.weight, received \(6, 3\)"),
+        ("extra_source", r"unexpected keys the course model has no place for: \['extra'\]"),
+        ("unmapped", r"course keys without a source \['proj\.bias'\]"),
+        (
+            "derived_shape",
+            r"toy: \(derived for proj\.weight from dense\.w \(3, 2\)\): expected shape "
+            r"\(3, 3\) for proj\.weight, received \(2, 3\)",
+        ),
+        ("not_ignored", r"unexpected keys .*\['attn\.bias'\]"),
+    ],
+)
 def test_assign_weights_refuses_and_leaves_the_model_untouched(fault, match):
     model, src, mapping, ignore = Tied(), _source_tensors(), dict(MAPPING), (r"attn\.bias$",)
     if fault == "drop_source":
@@ -65,7 +81,7 @@ def test_assign_weights_refuses_and_leaves_the_model_untouched(fault, match):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(ValueError, match=match):
         assign_weights(model, src, mapping, "toy", ignore=ignore)
-    for key, value in model.state_dict().items():          # nothing half-loaded
+    for key, value in model.state_dict().items():  # nothing half-loaded
         assert torch.equal(value, before[key]), key
 
 
@@ -76,8 +92,11 @@ def test_read_hf_folder_reads_safetensors_and_refuses_pickles(tmp_path):
     with pytest.raises(ValueError, match=r"expected .*model\.safetensors, but it has none"):
         read_hf_folder(tmp_path)
     (tmp_path / "pytorch_model.bin").write_bytes(b"not loaded")
-    with pytest.raises(ValueError, match=r"only pickle files \['pytorch_model\.bin'\], which the "
-                                         r"course never loads"):
+    with pytest.raises(
+        ValueError,
+        match=r"only pickle files \['pytorch_model\.bin'\], which the "
+        r"course never loads",
+    ):
         read_hf_folder(tmp_path)
     save_file({"w": torch.ones(2, dtype=torch.float16)}, str(tmp_path / "model.safetensors"))
     config, tensors = read_hf_folder(tmp_path)
@@ -97,7 +116,7 @@ def test_find_pretrained_needs_every_file_and_says_one_line_when_absent(tmp_path
     folder.mkdir()
     for name in SOURCES["gpt2"].files[:-1]:
         (folder / name).write_text("{}")
-    assert find_pretrained("gpt2") is None                 # one file still missing
+    assert find_pretrained("gpt2") is None  # one file still missing
     (folder / SOURCES["gpt2"].files[-1]).write_text("{}")
     assert find_pretrained("gpt2") == folder
     with pytest.raises(ValueError, match=r"unknown pretrained model 'gpt3': expected one of"):
@@ -117,11 +136,12 @@ def test_assign_weights_can_fill_a_meta_model_without_copying():
         model = Tied()
     assign_weights(model, src, MAPPING, "toy", ignore=(r"attn\.bias$",), assign=True)
     assert not any(p.is_meta for p in model.parameters())
-    assert model.emb.weight.data_ptr() == src["wte"].data_ptr()        # handed over, not copied
+    assert model.emb.weight.data_ptr() == src["wte"].data_ptr()  # handed over, not copied
     torch.testing.assert_close(model.out.weight, src["wte"])
     x = torch.tensor([[0, 3]])
-    torch.testing.assert_close(model.out(model.proj(model.emb(x))),
-                               (src["wte"][x] @ src["dense.w"] + src["dense.b"]) @ src["wte"].T)
+    torch.testing.assert_close(
+        model.out(model.proj(model.emb(x))), (src["wte"][x] @ src["dense.w"] + src["dense.b"]) @ src["wte"].T
+    )
 
 
 def test_assign_weights_names_what_a_meta_model_still_lacks():
@@ -129,6 +149,7 @@ def test_assign_weights_names_what_a_meta_model_still_lacks():
         def __init__(self):
             super().__init__()
             self.register_buffer("table", torch.zeros(2), persistent=False)
+
     with torch.device("meta"):
         model = WithBuffer()
     with pytest.raises(ValueError, match=r"still on the meta device after loading .*\['table'\]"):

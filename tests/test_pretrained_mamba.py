@@ -1,6 +1,7 @@
 """Mamba weights in the course's MambaLM (course_lib.pretrained.mamba), proven equal to
 transformers' MambaForCausalLM on random-weight checkpoints written with save_pretrained.
 Nothing is downloaded; transformers is a test-only dependency."""
+
 import json
 
 import pytest
@@ -10,19 +11,30 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 from course_lib.data.tokenizer import build_tokenizer  # noqa: E402
-from course_lib.experiments.mamba import (real_model_demo, real_model_explorer,  # noqa: E402
-                                          real_model_lines)
+from course_lib.experiments.mamba import (  # noqa: E402
+    real_model_demo,
+    real_model_explorer,
+    real_model_lines,
+)
 from course_lib.mamba import MambaConfig, MambaLM  # noqa: E402
 from course_lib.pretrained import find_pretrained, unavailable_line  # noqa: E402
 from course_lib.pretrained.mamba import MAMBA_130M, load_mamba, mamba_config  # noqa: E402
 
 CONFIGS = {
     "small": dict(vocab_size=97, hidden_size=32, num_hidden_layers=2, state_size=8),
-    "wide, odd vocab, rank 5": dict(vocab_size=251, hidden_size=48, num_hidden_layers=3,
-                                    state_size=16, time_step_rank=5, expand=3),
-    "no conv bias, biases, eps, K=3": dict(vocab_size=64, hidden_size=24, num_hidden_layers=1,
-                                           state_size=4, conv_kernel=3, use_conv_bias=False,
-                                           use_bias=True, layer_norm_epsilon=1e-3),
+    "wide, odd vocab, rank 5": dict(
+        vocab_size=251, hidden_size=48, num_hidden_layers=3, state_size=16, time_step_rank=5, expand=3
+    ),
+    "no conv bias, biases, eps, K=3": dict(
+        vocab_size=64,
+        hidden_size=24,
+        num_hidden_layers=1,
+        state_size=4,
+        conv_kernel=3,
+        use_conv_bias=False,
+        use_bias=True,
+        layer_norm_epsilon=1e-3,
+    ),
 }
 
 
@@ -53,22 +65,40 @@ def test_logits_and_greedy_tokens_equal_transformers(name, tmp_path):
     assert diff <= 1e-4, diff
     prompt = ids[:, :5]
     theirs = hf.generate(prompt, max_new_tokens=20, do_sample=False, pad_token_id=0)
-    mine = ours.generate(prompt, 20)                                 # course recurrent step
+    mine = ours.generate(prompt, 20)  # course recurrent step
     assert mine.shape == (3, 25) and torch.equal(mine, theirs)
 
 
 def test_config_mapping():
-    c = mamba_config({"model_type": "mamba", "hidden_size": 768, "num_hidden_layers": 24,
-                      "state_size": 16, "vocab_size": 50280, "intermediate_size": 1536,
-                      "time_step_rank": 48, "layer_norm_epsilon": 1e-5, "residual_in_fp32": True})
+    c = mamba_config(
+        {
+            "model_type": "mamba",
+            "hidden_size": 768,
+            "num_hidden_layers": 24,
+            "state_size": 16,
+            "vocab_size": 50280,
+            "intermediate_size": 1536,
+            "time_step_rank": 48,
+            "layer_norm_epsilon": 1e-5,
+            "residual_in_fp32": True,
+        }
+    )
     assert c == MAMBA_130M and c.d_inner == 1536 and c.dt_rank == 48
     original = mamba_config({"d_model": 768, "n_layer": 24, "vocab_size": 50280})  # mamba_ssm names
     assert original == MAMBA_130M
 
 
-@pytest.mark.parametrize("field, value", [("hidden_act", "gelu"), ("tie_word_embeddings", False),
-                                          ("rms_norm", False), ("model_type", "mamba2"),
-                                          ("intermediate_size", 100), ("time_step_rank", "half")])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("hidden_act", "gelu"),
+        ("tie_word_embeddings", False),
+        ("rms_norm", False),
+        ("model_type", "mamba2"),
+        ("intermediate_size", 100),
+        ("time_step_rank", "half"),
+    ],
+)
 def test_unsupported_config_raises(field, value):
     with pytest.raises(ValueError, match=f"{field}={value!r}"):
         mamba_config({"hidden_size": 32, field: value})
@@ -86,16 +116,27 @@ def test_missing_key_wrong_shape_and_extra_key_raise(tmp_path):
     hf = hf_mamba(**CONFIGS["small"])
     p = "backbone.layers."
     for case, change, message in [
-        ("missing", lambda t: t.pop(f"{p}1.mixer.dt_proj.bias"),
-         r"missing key 'backbone.layers.1.mixer.dt_proj.bias'.*expected shape \(64,\)"),
-        ("shape", lambda t: t.update({f"{p}0.mixer.A_log": torch.zeros(64, 7)}),
-         r"A_log.*expected shape \(64, 8\).*received \(64, 7\)"),
-        ("conv", lambda t: t.update({f"{p}0.mixer.conv1d.weight": torch.zeros(64, 2, 4)}),
-         r"expected shape \(64, 4\) for layers.0.conv_weight, received \(64, 2, 4\)"),
-        ("extra", lambda t: t.update({f"{p}0.mixer.B_norm.weight": torch.zeros(8)}),
-         r"unexpected keys .*B_norm"),
-        ("untied", lambda t: t.update({"lm_head.weight": torch.zeros(97, 32)}),
-         r"lm_head.weight differs"),
+        (
+            "missing",
+            lambda t: t.pop(f"{p}1.mixer.dt_proj.bias"),
+            r"missing key 'backbone.layers.1.mixer.dt_proj.bias'.*expected shape \(64,\)",
+        ),
+        (
+            "shape",
+            lambda t: t.update({f"{p}0.mixer.A_log": torch.zeros(64, 7)}),
+            r"A_log.*expected shape \(64, 8\).*received \(64, 7\)",
+        ),
+        (
+            "conv",
+            lambda t: t.update({f"{p}0.mixer.conv1d.weight": torch.zeros(64, 2, 4)}),
+            r"expected shape \(64, 4\) for layers.0.conv_weight, received \(64, 2, 4\)",
+        ),
+        (
+            "extra",
+            lambda t: t.update({f"{p}0.mixer.B_norm.weight": torch.zeros(8)}),
+            r"unexpected keys .*B_norm",
+        ),
+        ("untied", lambda t: t.update({"lm_head.weight": torch.zeros(97, 32)}), r"lm_head.weight differs"),
     ]:
         folder = save(hf, tmp_path / case)
         _rewrite(folder, change)
@@ -111,7 +152,7 @@ def test_nothing_half_loaded_and_no_pickle(tmp_path):
     hf_config, tensors = read_hf_folder(folder)
     model = MambaLM(mamba_config(hf_config))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    tensors["backbone.norm_f.weight"] = torch.zeros(31)             # one bad tensor among many
+    tensors["backbone.norm_f.weight"] = torch.zeros(31)  # one bad tensor among many
     with pytest.raises(ValueError, match="norm_f.weight"):
         assign_weights(model, tensors, mamba_mapping(model.config), "test")
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -127,10 +168,11 @@ def test_a_hub_file_without_prefix_and_with_its_tied_head_loads(tmp_path):
     hf = hf_mamba(**CONFIGS["small"])
     folder = save(hf, tmp_path)
 
-    def hub_layout(t):                       # no "backbone." prefix, lm_head stored as well
+    def hub_layout(t):  # no "backbone." prefix, lm_head stored as well
         for k in list(t):
             t[k.removeprefix("backbone.")] = t.pop(k)
         t["lm_head.weight"] = t["embeddings.weight"].clone()
+
     _rewrite(folder, hub_layout)
     ids = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
@@ -144,8 +186,7 @@ def fake_mamba_folder(root):
     folder = root / "mamba-130m"
     hf = hf_mamba(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, state_size=8)
     save(hf, folder)
-    wordlevel = tokenizers.Tokenizer(tokenizers.models.WordLevel(tok.token_to_id,
-                                                                 unk_token="[UNK]"))
+    wordlevel = tokenizers.Tokenizer(tokenizers.models.WordLevel(tok.token_to_id, unk_token="[UNK]"))
     wordlevel.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
     wordlevel.save(str(folder / "tokenizer.json"))
     return folder, hf
@@ -157,15 +198,15 @@ def test_the_real_thing_section_runs_on_a_fake_checkpoint(tmp_path, monkeypatch)
     folder, hf = fake_mamba_folder(tmp_path)
     monkeypatch.setenv("COURSE_PRETRAINED_DIR", str(tmp_path))
     assert find_pretrained("mamba-130m") == folder
-    real = real_model_demo(find_pretrained("mamba-130m"))            # the notebook's code path
+    real = real_model_demo(find_pretrained("mamba-130m"))  # the notebook's code path
     lines = real_model_lines(real)
     assert len(lines) == 5 and "vocabulary 183" in lines[0]
     l = real["ids"].shape[1]
     assert real["out"].shape == (1, l + 20) and len(real["tokens"]) == l
-    first, last = real["step_bytes"][1], real["step_bytes"][l + 20]   # memory does not grow
+    first, last = real["step_bytes"][1], real["step_bytes"][l + 20]  # memory does not grow
     assert first == last and real["state_bytes"] <= first
     theirs = hf.generate(real["ids"], max_new_tokens=20, do_sample=False, pad_token_id=0)
-    assert torch.equal(real["out"], theirs)                           # the loaded model is HF's
+    assert torch.equal(real["out"], theirs)  # the loaded model is HF's
     assert real["deltas"].shape == (2, l, 64) and (real["deltas"] > 0).all()
     explorer = real_model_explorer(real)
     explorer.controls["quantity"].value = "keep"

@@ -1,4 +1,5 @@
 """course_lib.source: the library's own code, shown in the notebooks under its equation."""
+
 from __future__ import annotations
 
 import inspect
@@ -18,8 +19,7 @@ def test_source_text_is_the_running_code_without_its_docstring():
     code_lines = [l for l in text.splitlines() if l.strip()]
     assert all(l in full for l in code_lines), "every shown line is a line of the source"
     assert compile(text, "<shown>", "exec"), "what is shown is valid Python"
-    assert attention_naive.__doc__.strip().splitlines()[0] in source_text(attention_naive,
-                                                                          docstring=True)
+    assert attention_naive.__doc__.strip().splitlines()[0] in source_text(attention_naive, docstring=True)
 
 
 def test_methods_and_classes_are_dedented_and_keep_their_code():

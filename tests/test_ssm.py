@@ -1,6 +1,7 @@
 """Tests of course_lib.ssm, course_lib.s4 and course_lib.experiments.ssm (notebook 06):
 discretization (and its convergence to the ODE), the three ways to run an SSM, HiPPO memory, the
 S4D kernel, the SSM layer and classifier, the shipped checkpoints, checkers, explorer, bad input."""
+
 from __future__ import annotations
 
 import math
@@ -10,14 +11,36 @@ import pytest
 import torch
 
 from course_lib.data.synthetic import long_range_batch
-from course_lib.experiments.ssm import (DenseSSM, SSMClassifier, SSMConfig, discretization_errors,
-                                        fit_kernel, load_dense_sweep, load_ssm_classifier,
-                                        rk4_states)
-from course_lib.s4 import (SSMLayer, hippo_legs, init_ssm, legs_memory, legs_reconstruct, s4d_kernel,
-                           s4d_lin_init)
-from course_lib.ssm import (causal_conv, discretize_bilinear, discretize_euler, discretize_zoh,
-                            discretize_zoh_diag, fft_conv, ssm_kernel, ssm_kernel_powers,
-                            ssm_recurrence)
+from course_lib.experiments.ssm import (
+    DenseSSM,
+    SSMClassifier,
+    SSMConfig,
+    discretization_errors,
+    fit_kernel,
+    load_dense_sweep,
+    load_ssm_classifier,
+    rk4_states,
+)
+from course_lib.s4 import (
+    SSMLayer,
+    hippo_legs,
+    init_ssm,
+    legs_memory,
+    legs_reconstruct,
+    s4d_kernel,
+    s4d_lin_init,
+)
+from course_lib.ssm import (
+    causal_conv,
+    discretize_bilinear,
+    discretize_euler,
+    discretize_zoh,
+    discretize_zoh_diag,
+    fft_conv,
+    ssm_kernel,
+    ssm_kernel_powers,
+    ssm_recurrence,
+)
 
 F64 = torch.float64
 
@@ -32,6 +55,7 @@ def stable_ssm(n=4, seed=0, dtype=F64):
 
 # ---- discretization ---------------------------------------------------------------------------
 
+
 def test_zoh_matches_closed_form_and_small_steps():
     A, B, _ = stable_ssm(5)
     A_bar, B_bar = discretize_zoh(A, B, 0.1)
@@ -40,7 +64,7 @@ def test_zoh_matches_closed_form_and_small_steps():
     torch.testing.assert_close(B_bar, torch.linalg.solve(A, (A_bar - eye) @ B))
     # exact for piecewise-constant input: 10 steps of Δ/10 compose to one step of Δ
     A_s, B_s = discretize_zoh(A, B, 0.01)
-    h = torch.zeros(5, 1, dtype=F64)                # the hidden state
+    h = torch.zeros(5, 1, dtype=F64)  # the hidden state
     for _ in range(10):
         h = A_s @ h + B_s
     torch.testing.assert_close(h, B_bar)
@@ -80,8 +104,9 @@ def test_zoh_diag_matches_dense_and_broadcasts():
         torch.testing.assert_close(A_bar[c], torch.diagonal(Ad))
         torch.testing.assert_close(B_bar[c], Bd)
     # Mamba's shapes: A (d, n), B (b, l, 1, n), delta (b, l, d) -> (b, l, d, n)
-    Ab, Bb = discretize_zoh_diag(A.real, torch.randn(2, 3, 1, 4, dtype=F64),
-                                 torch.rand(2, 3, 6, dtype=F64) + 0.1)
+    Ab, Bb = discretize_zoh_diag(
+        A.real, torch.randn(2, 3, 1, 4, dtype=F64), torch.rand(2, 3, 6, dtype=F64) + 0.1
+    )
     assert Ab.shape == Bb.shape == (2, 3, 6, 4)
 
 
@@ -96,6 +121,7 @@ def test_zoh_diag_limit_A_to_zero():
 
 
 # ---- recurrence == convolution == FFT -------------------------------------------------------------
+
 
 @pytest.mark.parametrize("length", [1, 7, 64, 100])
 def test_three_ways_agree(length):
@@ -128,6 +154,7 @@ def test_recurrence_states_and_skip():
 
 # ---- HiPPO and S4D ----------------------------------------------------------------------------------
 
+
 def test_hippo_legs_matrix():
     A, B = hippo_legs(3)
     s3, s5 = math.sqrt(3), math.sqrt(5)
@@ -141,7 +168,7 @@ def test_legs_state_remembers_history():
     x = torch.sin(8 * t) + 0.5 * t
     h = legs_memory(x, 24)
     assert h.shape == (400, 24)
-    for k in (199, 399):                        # the whole history up to step k, from h_k alone
+    for k in (199, 399):  # the whole history up to step k, from h_k alone
         err = (legs_reconstruct(h[k], k + 1) - x[: k + 1]).abs().max()
         assert err < 0.02, err
 
@@ -164,7 +191,7 @@ def test_init_ssm_kinds():
         A, B, C = init_ssm(kind, 8)
         assert A.shape == (8, 8) and B.shape == (8, 1) and C.shape == (1, 8)
     eig_random = torch.linalg.eigvals(init_ssm("random", 32)[0]).real
-    assert (eig_random > 0).any()               # the naive A is unstable
+    assert (eig_random > 0).any()  # the naive A is unstable
     assert (torch.linalg.eigvals(init_ssm("hippo", 32)[0]).real < 0).all()
 
 
@@ -174,11 +201,12 @@ def test_ssm_layer_is_mix_then_gelu_with_feedthrough():
     x = torch.randn(2, 20, 4)
     with torch.no_grad():
         z = fft_conv(x.transpose(1, 2), layer.kernel(20)) + layer.D[:, None] * x.transpose(1, 2)
-        expected = torch.nn.functional.gelu(layer.out_proj(z.transpose(1, 2)))   # linear, then GELU
+        expected = torch.nn.functional.gelu(layer.out_proj(z.transpose(1, 2)))  # linear, then GELU
         torch.testing.assert_close(layer(x), expected)
 
 
 # ---- a dense A trained directly ---------------------------------------------------------------------
+
 
 def test_dense_ssm_kernel_forward_and_radius():
     A, B, C = stable_ssm(4)
@@ -193,19 +221,19 @@ def test_dense_ssm_kernel_forward_and_radius():
 
 
 def test_fit_kernel_learns_a_representable_kernel(one_thread):
-    target = 0.5 * 0.9 ** torch.arange(64, dtype=F64)          # the kernel of a 1-state SSM
+    target = 0.5 * 0.9 ** torch.arange(64, dtype=F64)  # the kernel of a 1-state SSM
     A, B, C = stable_ssm(3, seed=1)
     model = DenseSSM(A, B, C, delta=0.1)
     history = fit_kernel(model, target, steps=200, lr=2e-2, record_every=50)
     assert [s for s, _, _ in history] == [0, 50, 100, 150, 200]
     assert history[0][1] > 0.1 and history[-1][1] < 1e-3, history
     with torch.no_grad():
-        loss = ((model.kernel(64) - target) ** 2).sum() / (target ** 2).sum()
+        loss = ((model.kernel(64) - target) ** 2).sum() / (target**2).sum()
     assert loss.item() == pytest.approx(history[-1][1])
 
 
 def test_fit_kernel_stops_when_the_kernel_overflows():
-    A = 5.0 * torch.eye(2, dtype=F64)                          # |λ̄| = e^5: explodes
+    A = 5.0 * torch.eye(2, dtype=F64)  # |λ̄| = e^5: explodes
     model = DenseSSM(A, torch.ones(2, 1, dtype=F64), torch.ones(1, 2, dtype=F64), delta=1.0)
     history = fit_kernel(model, torch.ones(1024, dtype=F64), steps=50)
     assert len(history) == 1 and not math.isfinite(history[-1][1])
@@ -214,8 +242,11 @@ def test_fit_kernel_stops_when_the_kernel_overflows():
 
 def test_dense_ssm_and_fit_kernel_bad_input():
     A, B, C = stable_ssm(3)
-    with pytest.raises(ValueError, match=r"DenseSSM: B: expected shape \(n, 1\) = \(n=3, 1\), "
-                                         r"received \(4, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"DenseSSM: B: expected shape \(n, 1\) = \(n=3, 1\), "
+        r"received \(4, 1\)",
+    ):
         DenseSSM(A, torch.ones(4, 1, dtype=F64), C)
     with pytest.raises(ValueError, match="delta must be > 0"):
         DenseSSM(A, B, C, delta=0.0)
@@ -230,6 +261,7 @@ def test_dense_ssm_and_fit_kernel_bad_input():
 
 # ---- the layer and the model ------------------------------------------------------------------------
 
+
 def test_ssm_layer_shapes_causality_and_window():
     torch.manual_seed(0)
     layer = SSMLayer(8, 4)
@@ -237,7 +269,7 @@ def test_ssm_layer_shapes_causality_and_window():
     y = layer(x)
     assert y.shape == (2, 50, 8)
     x2 = x.clone()
-    x2[:, 30:] += 1.0                           # the future must not change the past
+    x2[:, 30:] += 1.0  # the future must not change the past
     torch.testing.assert_close(layer(x2)[:, :30], y[:, :30])
     local = SSMLayer(8, 4, window=5)
     assert (local.kernel(50)[:, 5:] == 0).all()
@@ -248,7 +280,7 @@ def test_ssm_classifier_learns_short_long_range_task(one_thread):
     model = SSMClassifier(SSMConfig(vocab_size=8, n_classes=4, d_model=16, d_state=8, n_layers=1))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
-    for _ in range(80):                         # ~1 s; reaches ~99%
+    for _ in range(80):  # ~1 s; reaches ~99%
         tokens, labels = long_range_batch(32, 64, 4, 4, span=8, generator=g)
         loss = torch.nn.functional.cross_entropy(model(tokens), labels)
         opt.zero_grad()
@@ -278,8 +310,14 @@ def test_shipped_classifiers_load_with_the_one_schema(name, accuracy):
     assert {"train_cpu_s", "train_wall_s"} <= set(meta["metrics"])
     assert model.config.window == (None if name == "ssm_long" else 64)
     task = meta["config"]["task"]
-    tokens, labels = long_range_batch(32, task["length"], task["n_classes"], task["n_noise"],
-                                      task["span"], generator=torch.Generator().manual_seed(3))
+    tokens, labels = long_range_batch(
+        32,
+        task["length"],
+        task["n_classes"],
+        task["n_noise"],
+        task["span"],
+        generator=torch.Generator().manual_seed(3),
+    )
     with torch.no_grad():
         acc = (model(tokens).argmax(-1) == labels).float().mean().item()
     assert (acc == 1.0) if name == "ssm_long" else (acc < 0.4), acc
@@ -305,19 +343,20 @@ def test_long_range_batch():
 
 # ---- convergence to the continuous-time SSM ----------------------------------------------------------
 
+
 def test_rk4_reference_matches_the_exact_solution():
     A, B, _ = stable_ssm(3)
-    h = rk4_states(A, B, torch.ones(64, dtype=F64), 1 / 64)      # x = 1 up to t = 1
+    h = rk4_states(A, B, torch.ones(64, dtype=F64), 1 / 64)  # x = 1 up to t = 1
     exact = torch.linalg.solve(A, (torch.linalg.matrix_exp(A) - torch.eye(3, dtype=F64)) @ B)[:, 0]
     torch.testing.assert_close(h[-1], exact, atol=1e-9, rtol=1e-9)
 
 
 def test_discretization_orders():
     A, B, _ = stable_ssm(3)
-    values = torch.tensor([1.0, -0.5, 2.0], dtype=F64)          # piecewise constant on unit steps
+    values = torch.tensor([1.0, -0.5, 2.0], dtype=F64)  # piecewise constant on unit steps
     deltas = [1 / 8, 1 / 16, 1 / 32]
     errors = discretization_errors(A, B, values, deltas, reference_step=1 / 256)
-    assert max(errors["ZOH"]) < 1e-9                            # exact for a held input
+    assert max(errors["ZOH"]) < 1e-9  # exact for a held input
     for rule, order in (("bilinear", 2), ("Euler", 1)):
         observed = [math.log2(a / b) for a, b in zip(errors[rule], errors[rule][1:])]
         assert all(abs(o - order) < 0.25 for o in observed), (rule, observed)
@@ -327,6 +366,7 @@ def test_discretization_orders():
 
 
 # ---- bad input ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("delta", [0.0, -0.1, torch.tensor(-1.0), torch.tensor([0.1, 0.0])])
 def test_bad_delta(delta):
@@ -370,6 +410,7 @@ def test_kernel_too_long():
 
 # ---- checkers and the explorer -------------------------------------------------------------------
 
+
 def test_checkers_pass_reference_and_fail_wrong():
     from course_lib.checks.ssm import check_discretize_zoh, check_fft_conv, check_kernel_powers
 
@@ -385,6 +426,7 @@ def test_checkers_pass_reference_and_fail_wrong():
 
     def todo(*args):
         raise NotImplementedError
+
     assert check_fft_conv(todo).status == "not implemented yet"
 
 
@@ -393,7 +435,7 @@ def test_kernel_explorer_extremes_are_finite():
 
     explorer = ssm_kernel_explorer(length=64)
     settings = explorer.extreme_values() + [("delta", 0.001), ("delta", 1.0), ("n", 64)]
-    for name, value in settings:               # ends on init="hippo" ... n=64, delta=1.0
+    for name, value in settings:  # ends on init="hippo" ... n=64, delta=1.0
         explorer.controls[name].value = value
         for key, array in explorer.data.items():
             assert np.isfinite(array).all(), (name, value, key)

@@ -1,13 +1,25 @@
 """The story corpus (course_lib.data.stories) and its word tokenizer."""
+
 import math
 from collections import Counter, defaultdict
 
 import pytest
 import torch
 
-from course_lib.data.stories import (AMBIGUOUS, END, LABELS, SPLIT_SIZES, Story, _Process,
-                                     _story_program, corpus_splits, entropy_rate,
-                                     generate_stories, story_nll, vocabulary)
+from course_lib.data.stories import (
+    AMBIGUOUS,
+    END,
+    LABELS,
+    SPLIT_SIZES,
+    Story,
+    _Process,
+    _story_program,
+    corpus_splits,
+    entropy_rate,
+    generate_stories,
+    story_nll,
+    vocabulary,
+)
 from course_lib.data.tokenizer import SPECIALS, WordTokenizer, build_tokenizer
 
 
@@ -19,7 +31,7 @@ def test_generate_is_deterministic_and_well_formed():
         assert isinstance(story, Story) and story.label in LABELS
         assert all(s.endswith(" .") for s in story.sentences)
         assert story.text == story.text.lower()
-        assert story.label in story.sentences[0].split()       # the setting is named up front
+        assert story.label in story.sentences[0].split()  # the setting is named up front
 
 
 def test_senses_point_at_ambiguous_words():
@@ -30,7 +42,7 @@ def test_senses_point_at_ambiguous_words():
             assert story.sentences[i].split()[j] == word
             assert sense in AMBIGUOUS[word]
             seen[word].add(sense)
-    assert all(seen[w] == set(senses) for w, senses in AMBIGUOUS.items())   # every sense occurs
+    assert all(seen[w] == set(senses) for w, senses in AMBIGUOUS.items())  # every sense occurs
 
 
 def test_labels_are_balanced_and_not_at_a_fixed_position():
@@ -44,9 +56,10 @@ def test_labels_are_balanced_and_not_at_a_fixed_position():
 def test_references_and_agreement():
     for story in generate_stories(200, seed=5):
         a, b = story.characters
-        names = {w for w in story.tokens if w in ("tom sam ben max leo jack anna mia lily emma "
-                                                  "zoe kate").split()}
-        assert names == {a, b}                                 # only the two characters recur
+        names = {
+            w for w in story.tokens if w in ("tom sam ben max leo jack anna mia lily emma zoe kate").split()
+        }
+        assert names == {a, b}  # only the two characters recur
         for sent in story.sentences:
             w = sent.split()
             if w[0] == "the":
@@ -68,7 +81,7 @@ def test_story_nll_matches_the_sampled_choices():
     nll = story_nll(story)
     assert len(nll) == len(story.tokens) + 1 and p.out[-1] == END
     assert nll == pytest.approx(p.nll)
-    assert all(x >= 0 for x in nll) and nll[-1] == 0.0         # [EOS] is forced
+    assert all(x >= 0 for x in nll) and nll[-1] == 0.0  # [EOS] is forced
 
 
 def test_entropy_rate_is_a_floor_for_an_ngram_model():
@@ -81,13 +94,13 @@ def test_entropy_rate_is_a_floor_for_an_ngram_model():
     for s in splits["train"]:
         toks = ["<s>", "<s>"] + s.tokens + [END]
         for i in range(2, len(toks)):
-            counts[tuple(toks[i - 2:i + 1])] += 1
-            context[tuple(toks[i - 2:i])] += 1
+            counts[tuple(toks[i - 2 : i + 1])] += 1
+            context[tuple(toks[i - 2 : i])] += 1
     total, n = 0.0, 0
     for s in splits["val"][:200]:
         toks = ["<s>", "<s>"] + s.tokens + [END]
         for i in range(2, len(toks)):
-            p = (counts[tuple(toks[i - 2:i + 1])] + 0.01) / (context[tuple(toks[i - 2:i])] + 0.01 * vocab)
+            p = (counts[tuple(toks[i - 2 : i + 1])] + 0.01) / (context[tuple(toks[i - 2 : i])] + 0.01 * vocab)
             total, n = total - math.log(p), n + 1
     assert total / n > entropy_rate(splits["val"][:200])
 

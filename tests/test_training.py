@@ -1,4 +1,5 @@
 """course_lib.training: the loop learns, checkpoints round-trip through safetensors."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -6,9 +7,15 @@ from torch import nn
 
 from course_lib import IGNORE_INDEX, check_shapes, right_pad, setup
 from course_lib.data.synthetic import associative_recall, induction_heads, selective_copying
-from course_lib.training import (accuracy, checkpoint_meta, load_checkpoint, load_model, lr_schedule,
-                                 save_checkpoint,
-                                 train)
+from course_lib.training import (
+    accuracy,
+    checkpoint_meta,
+    load_checkpoint,
+    load_model,
+    lr_schedule,
+    save_checkpoint,
+    train,
+)
 
 
 def test_setup_is_reproducible():
@@ -29,8 +36,17 @@ def test_train_learns_a_linear_map():
         x = torch.randn(32, 4, generator=g)
         return x, x @ w_true
 
-    result = train(model, batch, lambda m, x, y: F.mse_loss(m(x), y), steps=300, lr=0.05,
-                   warmup=10, progress=False, eval_fn=lambda: 1.0, eval_every=100)
+    result = train(
+        model,
+        batch,
+        lambda m, x, y: F.mse_loss(m(x), y),
+        steps=300,
+        lr=0.05,
+        warmup=10,
+        progress=False,
+        eval_fn=lambda: 1.0,
+        eval_every=100,
+    )
     assert result.final_loss < 1e-3
     assert [s for s, _ in result.evals] == [100, 200, 300]
     torch.testing.assert_close(model.weight.T, w_true, atol=0.02, rtol=0.02)
@@ -71,15 +87,18 @@ def test_accuracy():
 def test_load_model_builds_from_the_stored_config(tmp_path):
     torch.manual_seed(0)
     model = nn.Linear(3, 5)
-    path = save_checkpoint(model, tmp_path / "m.safetensors", {"model": {"d_in": 3, "d_out": 5}},
-                           {"acc": 0.9})
-    assert checkpoint_meta(path) == {"config": {"model": {"d_in": 3, "d_out": 5}},
-                                     "metrics": {"acc": 0.9}}
+    path = save_checkpoint(
+        model, tmp_path / "m.safetensors", {"model": {"d_in": 3, "d_out": 5}}, {"acc": 0.9}
+    )
+    assert checkpoint_meta(path) == {"config": {"model": {"d_in": 3, "d_out": 5}}, "metrics": {"acc": 0.9}}
     loaded, meta = load_model(path, lambda c: nn.Linear(c["model"]["d_in"], c["model"]["d_out"]))
     assert not loaded.training and meta["metrics"] == {"acc": 0.9}
     torch.testing.assert_close(loaded.weight, model.weight, rtol=0, atol=0)
-    with pytest.raises(ValueError, match=r"checkpoint not found: .*nope.safetensors \(rebuild it: "
-                                         r"python tools/x.py\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"checkpoint not found: .*nope.safetensors \(rebuild it: "
+        r"python tools/x.py\)",
+    ):
         load_model(tmp_path / "nope.safetensors", nn.Linear, rebuild="python tools/x.py")
     with pytest.raises(ValueError, match=r"bias expected shape \(4,\), received \(5,\)"):
         load_model(path, lambda c: nn.Linear(3, 4))
@@ -102,15 +121,18 @@ def test_synthetic_tasks_are_well_formed():
     assert torch.equal(associative_recall(4, 3, seed=7)[0], associative_recall(4, 3, seed=7)[0])
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: associative_recall(4, 10, n_keys=8), r"n_pairs \(10\) must be <= n_keys \(8\)"),
-    (lambda: selective_copying(4, 5, 6), r"n_data \(6\) must be <= length \(5\)"),
-    (lambda: induction_heads(4, 2), r"length must be >= 4"),
-    (lambda: induction_heads(0, 8), r"batch must be a positive int"),
-    (lambda: check_shapes([(torch.zeros(2, 3), ("b", 4), "x")]), r"x: expected shape \(b, 4\)"),
-    (lambda: train(nn.Linear(1, 1), None, None, steps=0), r"steps must be >= 1"),
-    (lambda: setup(threads=0, verbose=False), r"threads must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: associative_recall(4, 10, n_keys=8), r"n_pairs \(10\) must be <= n_keys \(8\)"),
+        (lambda: selective_copying(4, 5, 6), r"n_data \(6\) must be <= length \(5\)"),
+        (lambda: induction_heads(4, 2), r"length must be >= 4"),
+        (lambda: induction_heads(0, 8), r"batch must be a positive int"),
+        (lambda: check_shapes([(torch.zeros(2, 3), ("b", 4), "x")]), r"x: expected shape \(b, 4\)"),
+        (lambda: train(nn.Linear(1, 1), None, None, steps=0), r"steps must be >= 1"),
+        (lambda: setup(threads=0, verbose=False), r"threads must be >= 1"),
+    ],
+)
 def test_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()

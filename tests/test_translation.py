@@ -1,12 +1,22 @@
 """Tests for course_lib.data.translation: the toy English -> Kalo pair of notebook 03."""
+
 import random
 
 import pytest
 import torch
 
 from course_lib import IGNORE_INDEX
-from course_lib.data.translation import (ADJECTIVES, LEXICON, NOUNS, VERBS, TranslationData,
-                                         _random_sentence, is_held_out, sample_pairs, translate)
+from course_lib.data.translation import (
+    ADJECTIVES,
+    LEXICON,
+    NOUNS,
+    VERBS,
+    TranslationData,
+    _random_sentence,
+    is_held_out,
+    sample_pairs,
+    translate,
+)
 
 
 def test_rules_adjective_follows_noun_verb_last_postposition():
@@ -24,9 +34,9 @@ def test_alignment_is_a_non_diagonal_permutation_of_word_translations(seed):
         src, tgt = p.source.split(), p.target.split()
         assert sorted(p.alignment) == list(range(len(src))) and len(tgt) == len(src)
         assert tgt == [LEXICON[src[j]] for j in p.alignment]
-        assert src[p.alignment[-1]] in VERBS                  # the verb is last in Kalo
+        assert src[p.alignment[-1]] in VERBS  # the verb is last in Kalo
         for i, j in enumerate(p.alignment[:-1]):
-            if src[j] in ADJECTIVES:                          # adjective right after its noun
+            if src[j] in ADJECTIVES:  # adjective right after its noun
                 assert src[p.alignment[i - 1]] in NOUNS
         assert 5 <= len(src) <= 11
 
@@ -53,7 +63,7 @@ def test_batch_layout_teacher_forcing_shift_and_padding():
     src, tgt_in, tgt_out = data.batch(pairs)
     assert src.shape == (2, 9) and tgt_in.shape == tgt_out.shape == (2, 10)
     assert (src[0, 5:] == data.pad_id).all() and (tgt_in[:, 0] == data.bos_id).all()
-    words = tgt_out[:, :-1] > data.eos_id                     # shifted by one: tgt_in[i+1] = tgt_out[i]
+    words = tgt_out[:, :-1] > data.eos_id  # shifted by one: tgt_in[i+1] = tgt_out[i]
     assert torch.equal(tgt_in[:, 1:][words], tgt_out[:, :-1][words])
     assert tgt_out[0, 5] == data.eos_id and (tgt_out[0, 6:] == IGNORE_INDEX).all()
     assert data.decode_target(tgt_out.clamp_min(0)) == [p.target for p in pairs]

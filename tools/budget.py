@@ -12,6 +12,7 @@ say what a quiet one would take); the peak memory is the kernel process tree's p
 fallback). Exit 1 when a notebook is over the time or memory limit, or the course over its total.
 The course promises 60 s and 1.5 GB per notebook on a quiet 2-core machine and 6 minutes in all.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -101,8 +102,9 @@ def measure(path: Path, timeout: int = 600) -> dict:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
     start = time.perf_counter()
     error, monitor = None, None
     with client.setup_kernel():
@@ -117,8 +119,13 @@ def measure(path: Path, timeout: int = 600) -> dict:
             error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200]}"
         finally:
             peak = monitor.stop() if monitor else 0
-    return {"name": path.stem, "seconds": time.perf_counter() - start, "peak": peak,
-            "cpu": monitor.cpu if monitor else float("nan"), "error": error}
+    return {
+        "name": path.stem,
+        "seconds": time.perf_counter() - start,
+        "peak": peak,
+        "cpu": monitor.cpu if monitor else float("nan"),
+        "error": error,
+    }
 
 
 def _kernel_pid(client) -> int | None:
@@ -129,8 +136,10 @@ def _kernel_pid(client) -> int | None:
 
 
 def table(rows: list[dict], max_s: float, max_mb: float) -> str:
-    lines = [f"{'notebook':<24} {'wall s':>8} {'cpu s':>8} {'peak MB':>8}  verdict",
-             f"{'-' * 24} {'-' * 8} {'-' * 8} {'-' * 8}  {'-' * 20}"]
+    lines = [
+        f"{'notebook':<24} {'wall s':>8} {'cpu s':>8} {'peak MB':>8}  verdict",
+        f"{'-' * 24} {'-' * 8} {'-' * 8} {'-' * 8}  {'-' * 20}",
+    ]
     for r in rows:
         mb = r["peak"] / 2**20
         problems = []
@@ -141,8 +150,10 @@ def table(rows: list[dict], max_s: float, max_mb: float) -> str:
         if mb > max_mb:
             problems.append(f"over {max_mb:.0f} MB")
         r["ok"] = not problems
-        lines.append(f"{r['name']:<24} {r['seconds']:8.1f} {r['cpu']:8.1f} {mb:8.0f}  "
-                     f"{'ok' if not problems else '; '.join(problems)}")
+        lines.append(
+            f"{r['name']:<24} {r['seconds']:8.1f} {r['cpu']:8.1f} {mb:8.0f}  "
+            f"{'ok' if not problems else '; '.join(problems)}"
+        )
     return "\n".join(lines)
 
 
@@ -164,18 +175,25 @@ def main(argv=None) -> int:
     for path in paths:
         rows.append(measure(path))
         r = rows[-1]
-        print(f"  {r['name']}: {r['seconds']:.1f} s, {r['peak'] / 2**20:.0f} MB"
-              + (f"  ({r['error']})" if r["error"] else ""), flush=True)
+        print(
+            f"  {r['name']}: {r['seconds']:.1f} s, {r['peak'] / 2**20:.0f} MB"
+            + (f"  ({r['error']})" if r["error"] else ""),
+            flush=True,
+        )
     print()
     print(table(rows, args.max_seconds, args.max_mb))
     total = sum(r["seconds"] for r in rows)
     peak = max(r["peak"] for r in rows) / 2**20
     cpu = sum(r["cpu"] for r in rows)
-    print(f"{'total':<24} {total:8.1f} {cpu:8.1f} {peak:8.0f}  "
-          f"{'ok' if total <= args.max_total else f'over {args.max_total:.0f} s'}")
-    print(f"limits: {args.max_seconds:.0f} s and {args.max_mb:.0f} MB per notebook, "
-          f"{args.max_total:.0f} s in all (cpu count {os.cpu_count()}, "
-          f"load {os.getloadavg()[0]:.1f}: timings under load are inflated)")
+    print(
+        f"{'total':<24} {total:8.1f} {cpu:8.1f} {peak:8.0f}  "
+        f"{'ok' if total <= args.max_total else f'over {args.max_total:.0f} s'}"
+    )
+    print(
+        f"limits: {args.max_seconds:.0f} s and {args.max_mb:.0f} MB per notebook, "
+        f"{args.max_total:.0f} s in all (cpu count {os.cpu_count()}, "
+        f"load {os.getloadavg()[0]:.1f}: timings under load are inflated)"
+    )
     ok = all(r["ok"] for r in rows) and total <= args.max_total
     return 0 if ok else 1
 

@@ -18,6 +18,7 @@ Matching ignores signs and thousands separators ("1,200" = "1200"); "97.5" match
 "97.5" (not "97.50" or "97.52"). ``check`` of tools/notebooks.py runs this and fails on any
 unmatched number; the message names the notebook, the cell and the sentence.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,19 +34,19 @@ CITATION = re.compile(r"\([^()]*\b(?:19|20)\d\d[a-z]?\b[^()]*\)")
 ABBREVIATIONS = re.compile(r"\b(?:et al|e\.g|i\.e|vs|Fig|Eq|Sec|cf|approx)\.")
 
 NOT_CLAIMS = [
-    re.compile(r"\$\$.*?\$\$", re.S),                 # display math
-    re.compile(r"(?<!\\)\$[^$\n]+?(?<!\\)\$"),          # inline math
-    re.compile(r"```.*?```", re.S),                    # code blocks
-    re.compile(r"`[^`\n]*`"),                           # inline code
-    re.compile(r"\]\([^)\s]*\)"),                       # link targets
-    re.compile(r"https?://\S+"),                        # bare URLs
-    re.compile(r"<[^>\n]*>"),                           # HTML tags and comments
-    re.compile(r"^\s*#+\s*[\d.]+", re.M),               # heading numbers
-    re.compile(r"^\s*(?:[-*]\s+)?\d+[.)]\s", re.M),     # list enumerators
-    re.compile(r"§\s*\d+(?:\.\d+)*"),                   # section references
+    re.compile(r"\$\$.*?\$\$", re.S),  # display math
+    re.compile(r"(?<!\\)\$[^$\n]+?(?<!\\)\$"),  # inline math
+    re.compile(r"```.*?```", re.S),  # code blocks
+    re.compile(r"`[^`\n]*`"),  # inline code
+    re.compile(r"\]\([^)\s]*\)"),  # link targets
+    re.compile(r"https?://\S+"),  # bare URLs
+    re.compile(r"<[^>\n]*>"),  # HTML tags and comments
+    re.compile(r"^\s*#+\s*[\d.]+", re.M),  # heading numbers
+    re.compile(r"^\s*(?:[-*]\s+)?\d+[.)]\s", re.M),  # list enumerators
+    re.compile(r"§\s*\d+(?:\.\d+)*"),  # section references
     re.compile(r"\b[Nn]otebooks?\s+\d\d(?:\s*(?:,|and|or|–|-)\s*\d\d)*"),
-    re.compile(r"\b\d\d_[a-z_]+"),                     # notebook file stems
-    re.compile(r"(?<![\w.,])0\d(?![\w.,]\d?)"),           # "(04)", "[07 · Mamba]": notebooks
+    re.compile(r"\b\d\d_[a-z_]+"),  # notebook file stems
+    re.compile(r"(?<![\w.,])0\d(?![\w.,]\d?)"),  # "(04)", "[07 · Mamba]": notebooks
     re.compile(r"arXiv:\s*\d+\.\d+"),
 ]
 
@@ -110,8 +111,9 @@ def check(paths: list[Path]) -> list[str]:
     for path in paths:
         nb = json.loads(path.read_text())
         for i, number, sentence in unmatched_claims(nb):
-            messages.append(f"{path.name} cell {i}: {number!r} is neither shown by the notebook "
-                            f"nor cited: {sentence}")
+            messages.append(
+                f"{path.name} cell {i}: {number!r} is neither shown by the notebook nor cited: {sentence}"
+            )
     return messages
 
 

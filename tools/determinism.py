@@ -24,6 +24,7 @@ text/plain, text/html, errors; after tests/nbval_sanitize.cfg; cells marked
 Prints one line per notebook and the first differences; exit 1 if any differ. A report, not a
 test: it takes N times the whole course's run time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,12 @@ def coalesce_streams(outputs: list) -> list:
     into messages depends on timing, the text does not (nbval merges them too)."""
     merged = []
     for o in outputs:
-        if (o.output_type == "stream" and merged and merged[-1].output_type == "stream"
-                and merged[-1].name == o.name):
+        if (
+            o.output_type == "stream"
+            and merged
+            and merged[-1].output_type == "stream"
+            and merged[-1].name == o.name
+        ):
             merged[-1] = {**merged[-1], "text": merged[-1].text + o.text}
             merged[-1] = type(o)(merged[-1])
         else:
@@ -89,8 +94,9 @@ def execute(path: Path, env: dict | None = None):
     saved = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})  # the kernel inherits the environment at its start
     try:
-        NotebookClient(nb, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+        NotebookClient(
+            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+        ).execute()
     finally:
         for k, v in saved.items():
             if v is None:
@@ -139,8 +145,9 @@ def perturbed(paths: list[Path], eps: float, subs, report=None) -> int:
         env = {"COURSE_PERTURB": repr(eps), "PYTHONPATH": path_var}
         for path in paths:
             stored = text_outputs(nbformat.read(path, as_version=4), subs)
-            unstable += not run_against_stored(path, stored, env,
-                                               f"weights x (1 + {eps:g} noise)", subs, report)
+            unstable += not run_against_stored(
+                path, stored, env, f"weights x (1 + {eps:g} noise)", subs, report
+            )
     report(f"{len(paths) - unstable} of {len(paths)} notebooks print the same with perturbed weights")
     return 1 if unstable else 0
 
@@ -158,8 +165,10 @@ def run_against_stored(path: Path, stored, env: dict, label: str, subs, report) 
         cells = differing_cells(stored, text_outputs(execute(path, env), subs))
     except Exception as exc:
         cells = [failure(exc)]
-    report(f"{path.stem:28s} {label} ({time.perf_counter() - start:4.0f} s): "
-           f"{'identical' if not cells else f'{len(cells)} cell(s) differ'}")
+    report(
+        f"{path.stem:28s} {label} ({time.perf_counter() - start:4.0f} s): "
+        f"{'identical' if not cells else f'{len(cells)} cell(s) differ'}"
+    )
     for line in cells:
         report("    " + line)
     return not cells
@@ -203,11 +212,14 @@ def matrix(paths: list[Path], threads: list[int], subs, report=None) -> int:
         stored = text_outputs(nbformat.read(path, as_version=4), subs)
         for cap, n in configs:
             env = {"ATEN_CPU_CAPABILITY": cap, "COURSE_THREADS": str(n)}
-            unstable += not run_against_stored(path, stored, env,
-                                               f"kernels={cap:8s} threads={n}", subs, report)
+            unstable += not run_against_stored(
+                path, stored, env, f"kernels={cap:8s} threads={n}", subs, report
+            )
     total = len(paths) * len(configs)
-    report(f"{total - unstable} of {total} (notebook, kernels, threads) runs match the stored "
-           f"outputs; kernels tried: {', '.join(capabilities())}; threads: {threads}")
+    report(
+        f"{total - unstable} of {total} (notebook, kernels, threads) runs match the stored "
+        f"outputs; kernels tried: {', '.join(capabilities())}; threads: {threads}"
+    )
     return 1 if unstable else 0
 
 
@@ -226,12 +238,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help="notebook number prefixes (default: all)")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--matrix", action="store_true",
-                        help="one run per CPU kernel set x thread count instead of --runs")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 3],
-                        help="thread counts for --matrix (default: 1 3)")
-    parser.add_argument("--perturb", type=float, metavar="EPS",
-                        help="one run with loaded weights perturbed by a relative EPS")
+    parser.add_argument(
+        "--matrix", action="store_true", help="one run per CPU kernel set x thread count instead of --runs"
+    )
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[1, 3], help="thread counts for --matrix (default: 1 3)"
+    )
+    parser.add_argument(
+        "--perturb", type=float, metavar="EPS", help="one run with loaded weights perturbed by a relative EPS"
+    )
     args = parser.parse_args(argv)
     os.environ["COURSE_PROGRESS"] = "0"
     os.environ.setdefault("COURSE_THREADS", "1")
@@ -258,13 +273,15 @@ def main(argv=None) -> int:
             if diff:
                 problems.append(diff)
         verdict = "identical" if not problems else f"{len(problems)} difference(s)"
-        print(f"{path.stem:28s} {len(stored):4d} outputs x {args.runs} runs "
-              f"({time.perf_counter() - start:5.0f} s): {verdict}", flush=True)
+        print(
+            f"{path.stem:28s} {len(stored):4d} outputs x {args.runs} runs "
+            f"({time.perf_counter() - start:5.0f} s): {verdict}",
+            flush=True,
+        )
         for p in problems[:2]:
             print("    " + p.replace("\n", "\n    "))
         failed += bool(problems)
-    print(f"{len(paths) - failed} of {len(paths)} notebooks print identical outputs in "
-          f"{args.runs} runs")
+    print(f"{len(paths) - failed} of {len(paths)} notebooks print identical outputs in {args.runs} runs")
     return 1 if failed else 0
 
 

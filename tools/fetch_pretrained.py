@@ -12,6 +12,7 @@ files go to ``course_lib.pretrained.pretrained_dir()`` (``$COURSE_PRETRAINED_DIR
 git-ignored ``data/pretrained``), with a manifest of the digests that were checked.
 Tests and CI never call this: they build random-weight checkpoints in the same layout.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,20 +83,22 @@ def fetch(name: str, dest: Path | None = None, download=hub_download, digests=hu
             elif filename in remote:
                 kind, want = remote[filename]
             else:
-                raise RuntimeError(f"{name}: the hub lists no digest for {filename} at "
-                                   f"{src.revision}")
+                raise RuntimeError(f"{name}: the hub lists no digest for {filename} at {src.revision}")
             got = sha256(path) if kind == "sha256" else git_blob_id(path)
             if got != want:
-                raise RuntimeError(f"{name}: {filename} has {kind} {got}, expected {want} "
-                                   f"({src.repo}@{src.revision}); deleted")
+                raise RuntimeError(
+                    f"{name}: {filename} has {kind} {got}, expected {want} "
+                    f"({src.repo}@{src.revision}); deleted"
+                )
             checked[filename] = {"sha256": sha256(path), "checked_against": kind}
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    (staging / MANIFEST).write_text(json.dumps({"repo": src.repo, "revision": src.revision,
-                                                "files": checked}, indent=1, sort_keys=True))
+    (staging / MANIFEST).write_text(
+        json.dumps({"repo": src.repo, "revision": src.revision, "files": checked}, indent=1, sort_keys=True)
+    )
     shutil.rmtree(final, ignore_errors=True)
-    for path in staging.iterdir():                  # only the pinned files and the manifest
+    for path in staging.iterdir():  # only the pinned files and the manifest
         if path.name in src.files or path.name == MANIFEST:
             final.mkdir(parents=True, exist_ok=True)
             path.replace(final / path.name)
@@ -106,8 +109,12 @@ def fetch(name: str, dest: Path | None = None, download=hub_download, digests=hu
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help=f"models to fetch: {', '.join(SOURCES)}, or all")
-    parser.add_argument("--dir", type=Path, default=None, help="target folder (default: "
-                        "$COURSE_PRETRAINED_DIR or data/pretrained)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="target folder (default: $COURSE_PRETRAINED_DIR or data/pretrained)",
+    )
     parser.add_argument("--list", action="store_true", help="show the pins and what is here")
     args = parser.parse_args(argv)
     if args.dir is not None:
@@ -117,8 +124,10 @@ def main(argv=None) -> int:
     if args.list or not args.names:
         for name, src in SOURCES.items():
             here = find_pretrained(name)
-            print(f"{name:18s} {src.repo}@{src.revision[:12]}  "
-                  f"{'present: ' + str(here) if here else 'not fetched'}")
+            print(
+                f"{name:18s} {src.repo}@{src.revision[:12]}  "
+                f"{'present: ' + str(here) if here else 'not fetched'}"
+            )
         return 0
     names = list(SOURCES) if args.names == ["all"] else args.names
     status = 0
@@ -129,8 +138,10 @@ def main(argv=None) -> int:
             print(f"{name}: FAILED: {exc}")
             status = 1
         except Exception as exc:  # noqa: BLE001 - offline, hub down, proxy: one clear line
-            print(f"{name}: could not download ({type(exc).__name__}: {str(exc)[:200]}); "
-                  f"the notebooks skip its section until it is fetched")
+            print(
+                f"{name}: could not download ({type(exc).__name__}: {str(exc)[:200]}); "
+                f"the notebooks skip its section until it is fetched"
+            )
             status = 1
     return status
 

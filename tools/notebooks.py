@@ -13,6 +13,7 @@ Cell markers in a src file: ``# %%`` code, ``# %% [markdown]`` markdown (lines s
 ``# %% [bootstrap]`` the generated Colab setup cell. A markdown line ``<!-- badges -->`` becomes
 the Colab and Binder badges. The repository URL lives only in pyproject.toml ([tool.course]).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,9 @@ def course_config() -> dict:
         conf = tomllib.load(f)["tool"]["course"]
     match = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)(?:\.git)?/?", conf["repository"])
     if not match:
-        raise SystemExit(f"[tool.course] repository must be https://github.com/OWNER/REPO, "
-                         f"got {conf['repository']!r}")
+        raise SystemExit(
+            f"[tool.course] repository must be https://github.com/OWNER/REPO, got {conf['repository']!r}"
+        )
     conf["slug"] = f"{match.group(1)}/{match.group(2)}"
     return conf
 
@@ -49,8 +51,10 @@ def badges(name: str, conf: dict) -> str:
     slug, branch = conf["slug"], conf["branch"]
     colab = f"https://colab.research.google.com/github/{slug}/blob/{branch}/notebooks/{name}.ipynb"
     binder = f"https://mybinder.org/v2/gh/{slug}/{branch}?urlpath=lab/tree/notebooks/{name}.ipynb"
-    return (f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
-            f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder})")
+    return (
+        f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
+        f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder})"
+    )
 
 
 def bootstrap_source(conf: dict) -> str:
@@ -110,9 +114,10 @@ def to_notebook(cells, old=None):
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
-                                  "name": "python3"},
-                   "language_info": {"name": "python"}}
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
     previous = {}
     if old is not None:
         previous = {c.source: c for c in old.cells if c.cell_type == "code"}
@@ -128,8 +133,7 @@ def to_notebook(cells, old=None):
             cell.outputs = previous[source].outputs
             cell.execution_count = previous[source].execution_count
             cell.metadata = previous[source].metadata
-        elif ("google.colab" in source and same_place is not None
-              and "google.colab" in same_place.source):
+        elif "google.colab" in source and same_place is not None and "google.colab" in same_place.source:
             # the re-pointed Colab bootstrap cell: it prints nothing off Colab, keep its count
             cell.outputs = same_place.outputs
             cell.execution_count = same_place.execution_count
@@ -154,8 +158,9 @@ def execute(nb, timeout: int = 600):
     from nbclient import NotebookClient
 
     os.environ["COURSE_PROGRESS"] = "0"
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
     client.execute()
     return nb
 
@@ -189,18 +194,21 @@ def cmd_check() -> int:
         want = parse_src(src, conf)
         have = [(c.cell_type, c.source) for c in nbformat.read(target, as_version=4).cells]
         if want != have:
-            first = next((i for i, (a, b) in enumerate(zip(want, have)) if a != b),
-                         min(len(want), len(have)))
+            first = next((i for i, (a, b) in enumerate(zip(want, have)) if a != b), min(len(want), len(have)))
             bad.append(f"{target.name}: cell {first} differs from {src.relative_to(ROOT)}")
-        unexecuted = [i for i, c in enumerate(nbformat.read(target, as_version=4).cells)
-                      if c.cell_type == "code" and c.execution_count is None]
+        unexecuted = [
+            i
+            for i, c in enumerate(nbformat.read(target, as_version=4).cells)
+            if c.cell_type == "code" and c.execution_count is None
+        ]
         if unexecuted:
             bad.append(f"{target.name}: code cells {unexecuted[:5]} have no stored outputs")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from claims import check as check_claims
 
-    bad += check_claims([NOTEBOOKS / f"{src.stem}.ipynb" for src in select([])
-                         if (NOTEBOOKS / f"{src.stem}.ipynb").exists()])
+    bad += check_claims(
+        [NOTEBOOKS / f"{src.stem}.ipynb" for src in select([]) if (NOTEBOOKS / f"{src.stem}.ipynb").exists()]
+    )
     for line in bad:
         print(line)
     print("notebooks match their sources" if not bad else f"{len(bad)} problem(s)")

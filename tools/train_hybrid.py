@@ -12,6 +12,7 @@ data/hybrid_<arch>.safetensors (seed 0's weights) with its config and all measur
 metadata. Seeded: re-running on one
 thread reproduces the shipped numbers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,14 +27,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from course_lib import setup  # noqa: E402
 from course_lib.data.synthetic import multi_query_recall  # noqa: E402
-from course_lib.experiments.hybrid import (ARCHS, accuracy_by_pair, build_model, param_count,  # noqa: E402
-                                           recall_accuracy, width_for)
+from course_lib.experiments.hybrid import (
+    ARCHS,
+    accuracy_by_pair,
+    build_model,
+    param_count,  # noqa: E402
+    recall_accuracy,
+    width_for,
+)
 from course_lib.experiments.mamba import scored_loss  # noqa: E402
 from course_lib.training import data_dir, save_checkpoint, train  # noqa: E402
 
 TASK = dict(n_pairs=8, n_queries=8, n_keys=16, n_values=16)
 VOCAB_SIZE = TASK["n_keys"] + TASK["n_values"]
-MAMBA_WIDTH, N_HEADS = 26, 4             # the budget: the pure Mamba model at d_model = 26
+MAMBA_WIDTH, N_HEADS = 26, 4  # the budget: the pure Mamba model at d_model = 26
 TRAIN = dict(steps=600, batch=32, lr=3e-3, warmup=30, eval_every=50)
 SEEDS = (0, 1, 2)
 VAL_SEED, VAL_BATCH, TEST_SEED, TEST_BATCH = 4321, 500, 8642, 1000
@@ -44,15 +51,21 @@ def budget() -> int:
 
 
 def model_config(arch: str, d_model: int) -> dict:
-    return {"model": dict(vocab_size=VOCAB_SIZE, pattern=ARCHS[arch], d_model=d_model,
-                          n_heads=N_HEADS)}
+    return {"model": dict(vocab_size=VOCAB_SIZE, pattern=ARCHS[arch], d_model=d_model, n_heads=N_HEADS)}
 
 
 def checkpoint_config(arch: str, d_model: int, seed: int = 0) -> dict:
-    return {**model_config(arch, d_model), "task": {"name": "multi_query_recall", **TASK},
-            "train": {"command": f"python tools/train_hybrid.py {arch}", "seed": seed,
-                      **TRAIN, "validation": f"{VAL_BATCH} sequences, "
-                      f"seed {VAL_SEED}", "test": f"{TEST_BATCH} sequences, seed {TEST_SEED}"}}
+    return {
+        **model_config(arch, d_model),
+        "task": {"name": "multi_query_recall", **TASK},
+        "train": {
+            "command": f"python tools/train_hybrid.py {arch}",
+            "seed": seed,
+            **TRAIN,
+            "validation": f"{VAL_BATCH} sequences, seed {VAL_SEED}",
+            "test": f"{TEST_BATCH} sequences, seed {TEST_SEED}",
+        },
+    }
 
 
 def fit(arch: str, d_model: int, seed: int, val):
@@ -68,14 +81,27 @@ def fit(arch: str, d_model: int, seed: int, val):
         return acc
 
     cpu = time.process_time()
-    res = train(model, lambda step: multi_query_recall(TRAIN["batch"], generator=gen, **TASK),
-                scored_loss, steps=TRAIN["steps"], lr=TRAIN["lr"], warmup=TRAIN["warmup"],
-                eval_fn=evaluate, eval_every=TRAIN["eval_every"], desc=f"{arch} seed {seed}")
+    res = train(
+        model,
+        lambda step: multi_query_recall(TRAIN["batch"], generator=gen, **TASK),
+        scored_loss,
+        steps=TRAIN["steps"],
+        lr=TRAIN["lr"],
+        warmup=TRAIN["warmup"],
+        eval_fn=evaluate,
+        eval_every=TRAIN["eval_every"],
+        desc=f"{arch} seed {seed}",
+    )
     cpu = time.process_time() - cpu
     model.load_state_dict(best["state"])
     best_step = res.evals[[a for _, a in res.evals].index(best["acc"])][0]
-    return model.eval(), {"val": best["acc"], "best_step": best_step, "train_cpu_s": round(cpu, 1),
-                          "train_wall_s": round(res.seconds, 1), "final_loss": round(res.final_loss, 4)}
+    return model.eval(), {
+        "val": best["acc"],
+        "best_step": best_step,
+        "train_cpu_s": round(cpu, 1),
+        "train_wall_s": round(res.seconds, 1),
+        "final_loss": round(res.final_loss, 4),
+    }
 
 
 def run(arch: str) -> dict:
@@ -85,19 +111,28 @@ def run(arch: str) -> dict:
     by_seed = {seed: fit(arch, d_model, seed, val) for seed in SEEDS}
     test_acc = {str(s): round(recall_accuracy(m, *test), 4) for s, (m, _) in by_seed.items()}
     model, info = by_seed[SEEDS[0]]
-    metrics = {"params": param_count(model), "budget_params": budget(),
-               "validation_by_seed": {str(s): round(i["val"], 4) for s, (_, i) in by_seed.items()},
-               "best_step_by_seed": {str(s): i["best_step"] for s, (_, i) in by_seed.items()},
-               "test_accuracy_by_seed": test_acc,
-               "test_accuracy_mean": round(sum(test_acc.values()) / len(test_acc), 4),
-               "test_accuracy_by_pair": [round(a, 4) for a in
-                                         accuracy_by_pair(model, *test, TASK["n_pairs"]).tolist()],
-               "train_cpu_s": info["train_cpu_s"], "train_wall_s": info["train_wall_s"],
-               "final_loss": info["final_loss"]}
-    save_checkpoint(model, data_dir() / f"hybrid_{arch}.safetensors",
-                    checkpoint_config(arch, d_model), metrics)
-    print(f"{arch}: d_model {d_model}, {metrics['params']} parameters (budget {metrics['budget_params']}), "
-          f"test by seed {test_acc}", flush=True)
+    metrics = {
+        "params": param_count(model),
+        "budget_params": budget(),
+        "validation_by_seed": {str(s): round(i["val"], 4) for s, (_, i) in by_seed.items()},
+        "best_step_by_seed": {str(s): i["best_step"] for s, (_, i) in by_seed.items()},
+        "test_accuracy_by_seed": test_acc,
+        "test_accuracy_mean": round(sum(test_acc.values()) / len(test_acc), 4),
+        "test_accuracy_by_pair": [
+            round(a, 4) for a in accuracy_by_pair(model, *test, TASK["n_pairs"]).tolist()
+        ],
+        "train_cpu_s": info["train_cpu_s"],
+        "train_wall_s": info["train_wall_s"],
+        "final_loss": info["final_loss"],
+    }
+    save_checkpoint(
+        model, data_dir() / f"hybrid_{arch}.safetensors", checkpoint_config(arch, d_model), metrics
+    )
+    print(
+        f"{arch}: d_model {d_model}, {metrics['params']} parameters (budget {metrics['budget_params']}), "
+        f"test by seed {test_acc}",
+        flush=True,
+    )
     return metrics
 
 
@@ -106,8 +141,9 @@ def main(argv=None) -> None:
     parser.add_argument("archs", nargs="*", help=f"some of {list(ARCHS)} (default: all)")
     args = parser.parse_args(argv)
     if set(args.archs) - set(ARCHS):
-        parser.error(f"unknown architecture(s) {sorted(set(args.archs) - set(ARCHS))}; "
-                     f"expected some of {list(ARCHS)}")
+        parser.error(
+            f"unknown architecture(s) {sorted(set(args.archs) - set(ARCHS))}; expected some of {list(ARCHS)}"
+        )
     setup(seed=0, threads=1)
     for arch in args.archs or list(ARCHS):
         run(arch)

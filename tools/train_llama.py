@@ -9,6 +9,7 @@ Llama-style decoder (about 128k parameters each) see the same data for the same 
 checkpoint's metadata holds the validation loss, the entropy floor, the parameter count and
 ``train_cpu_s`` / ``train_wall_s`` in the schema of ``course_lib.training``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,11 @@ def main(argv=None) -> list[dict]:
     results = []
     for arch, seed in runs:
         m = train_story_model(arch, seed, steps=args.steps, out=args.out)
-        print(f"{arch} seed {seed}: {m['params']:,} parameters, val loss {m['val_loss']:.4f} = "
-              f"{m['ratio']:.3f} x the floor; {m['train_cpu_s']} s CPU, {m['train_wall_s']} s wall",
-              flush=True)
+        print(
+            f"{arch} seed {seed}: {m['params']:,} parameters, val loss {m['val_loss']:.4f} = "
+            f"{m['ratio']:.3f} x the floor; {m['train_cpu_s']} s CPU, {m['train_wall_s']} s wall",
+            flush=True,
+        )
         results.append(m)
     return results
 

@@ -13,6 +13,7 @@ safetensors metadata in the course's one schema (course_lib.training), the confi
 "train_cpu_s", "train_wall_s"} (CPU and wall-clock seconds of this process); notebook 02
 quotes the time from there.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,17 +46,33 @@ def train_one(encoding: str, seed: int, steps: int) -> tuple[PositionTaskModel, 
     model = PositionTaskModel(encoding, **MODEL)
     g = torch.Generator().manual_seed(seed)
     cpu = time.process_time()
-    result = train(model, lambda step: tokens_back(TRAIN["batch_size"], TASK["train_len"],
-                                                   TASK["k"], MODEL["vocab_size"], g),
-                   loss_fn, steps, TRAIN["lr"], warmup=TRAIN["warmup"], desc=f"{encoding} s{seed}")
+    result = train(
+        model,
+        lambda step: tokens_back(TRAIN["batch_size"], TASK["train_len"], TASK["k"], MODEL["vocab_size"], g),
+        loss_fn,
+        steps,
+        TRAIN["lr"],
+        warmup=TRAIN["warmup"],
+        desc=f"{encoding} s{seed}",
+    )
     cpu = time.process_time() - cpu
-    metrics = tokens_back_accuracy(model, TASK["test_lens"], TASK["k"], MODEL["vocab_size"],
-                                   train_len=TASK["train_len"])
-    windowed = tokens_back_accuracy(model, TASK["test_lens"], TASK["k"], MODEL["vocab_size"],
-                                    train_len=TASK["train_len"], window=TASK["train_len"])
+    metrics = tokens_back_accuracy(
+        model, TASK["test_lens"], TASK["k"], MODEL["vocab_size"], train_len=TASK["train_len"]
+    )
+    windowed = tokens_back_accuracy(
+        model,
+        TASK["test_lens"],
+        TASK["k"],
+        MODEL["vocab_size"],
+        train_len=TASK["train_len"],
+        window=TASK["train_len"],
+    )
     metrics.update({f"{key}_window": value for key, value in windowed.items()})
-    metrics.update(final_loss=round(result.final_loss, 4), train_wall_s=round(result.seconds, 1),
-                   train_cpu_s=round(cpu, 1))
+    metrics.update(
+        final_loss=round(result.final_loss, 4),
+        train_wall_s=round(result.seconds, 1),
+        train_cpu_s=round(cpu, 1),
+    )
     return model, metrics
 
 
@@ -75,19 +92,35 @@ def main() -> None:
             runs.append(m)
             if seed == 0:
                 models[encoding] = model
-            print(f"{encoding:10s} seed {seed}: " + ", ".join(
-                f"{key} {value:.3f}" if isinstance(value, float) and value <= 1 else f"{key} {value}"
-                for key, value in m.items()))
+            print(
+                f"{encoding:10s} seed {seed}: "
+                + ", ".join(
+                    f"{key} {value:.3f}" if isinstance(value, float) and value <= 1 else f"{key} {value}"
+                    for key, value in m.items()
+                )
+            )
         runs_by_encoding[encoding] = runs
     total, total_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     print(f"\nmean over {args.seeds} seeds (train length {TASK['train_len']}, k={TASK['k']}):")
     for encoding, runs in runs_by_encoding.items():
-        means = {key: statistics.mean(r[key] for r in runs) for key in runs[0]
-                 if key not in ("final_loss", "train_wall_s", "train_cpu_s")}
+        means = {
+            key: statistics.mean(r[key] for r in runs)
+            for key in runs[0]
+            if key not in ("final_loss", "train_wall_s", "train_cpu_s")
+        }
         print(f"  {encoding:10s} " + "  ".join(f"{key} {v:.1%}" for key, v in means.items()))
-    config = dict(model=MODEL, task=TASK, train=dict(
-        TRAIN, steps=args.steps, command="python tools/train_positional.py", seed=0,
-        seeds=args.seeds, threads=torch.get_num_threads()))
+    config = dict(
+        model=MODEL,
+        task=TASK,
+        train=dict(
+            TRAIN,
+            steps=args.steps,
+            command="python tools/train_positional.py",
+            seed=0,
+            seeds=args.seeds,
+            threads=torch.get_num_threads(),
+        ),
+    )
     metrics = dict(runs=runs_by_encoding, train_cpu_s=round(total_cpu, 1), train_wall_s=round(total, 1))
     save_checkpoint(models, args.out, config=config, metrics=metrics)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) in {total:.0f} s")

@@ -28,6 +28,7 @@ Checkpoint metadata follows the course's one schema (``course_lib.training``): c
 {"model", "task", "train": {"command", "seed", recipe}}, metrics = {measured figures,
 "train_cpu_s" (CPU seconds of this process), "train_wall_s"}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,13 @@ from course_lib.s4 import init_ssm
 from course_lib.training import accuracy, data_dir, save_checkpoint, train
 
 LENGTH, SPAN, N_CLASSES, N_NOISE = 1024, 128, 8, 8
-TASK = {"name": "long_range_batch", "length": LENGTH, "span": SPAN, "n_classes": N_CLASSES,
-        "n_noise": N_NOISE}
+TASK = {
+    "name": "long_range_batch",
+    "length": LENGTH,
+    "span": SPAN,
+    "n_classes": N_CLASSES,
+    "n_noise": N_NOISE,
+}
 
 
 @contextmanager
@@ -69,15 +75,15 @@ def test_set(n: int = 512, seed: int = 1234) -> tuple[torch.Tensor, torch.Tensor
 def test_accuracy(model: torch.nn.Module, n: int = 512, batch: int = 128) -> float:
     tokens, labels = test_set(n)
     model.eval()
-    logits = torch.cat([model(tokens[i:i + batch]) for i in range(0, n, batch)])
+    logits = torch.cat([model(tokens[i : i + batch]) for i in range(0, n, batch)])
     return accuracy(logits, labels)
 
 
-def train_one(name: str, window: int | None, steps: int, batch: int, lr: float,
-              out_dir=None) -> dict:
+def train_one(name: str, window: int | None, steps: int, batch: int, lr: float, out_dir=None) -> dict:
     setup(seed=0, verbose=False)
-    config = SSMConfig(vocab_size=N_CLASSES + N_NOISE, n_classes=N_CLASSES, d_model=32, d_state=16,
-                       n_layers=2, window=window)
+    config = SSMConfig(
+        vocab_size=N_CLASSES + N_NOISE, n_classes=N_CLASSES, d_model=32, d_state=16, n_layers=2, window=window
+    )
     model = SSMClassifier(config)
     g = torch.Generator().manual_seed(0)
 
@@ -89,25 +95,60 @@ def train_one(name: str, window: int | None, steps: int, batch: int, lr: float,
 
     metrics = {}
     with timed(metrics):
-        result = train(model, get_batch, loss_fn, steps=steps, lr=lr, warmup=20, desc=name,
-                       eval_fn=lambda: test_accuracy(model, n=128), eval_every=25)
-    print(f"{name}: held-out accuracy during training (step, acc): "
-          + ", ".join(f"({s}, {a:.2f})" for s, a in result.evals))
+        result = train(
+            model,
+            get_batch,
+            loss_fn,
+            steps=steps,
+            lr=lr,
+            warmup=20,
+            desc=name,
+            eval_fn=lambda: test_accuracy(model, n=128),
+            eval_every=25,
+        )
+    print(
+        f"{name}: held-out accuracy during training (step, acc): "
+        + ", ".join(f"({s}, {a:.2f})" for s, a in result.evals)
+    )
     acc = test_accuracy(model)
-    metrics.update(test_accuracy=round(acc, 4), final_loss=round(result.final_loss, 4),
-                   params=sum(p.numel() for p in model.parameters()))
-    recipe = {"command": "python tools/train_ssm.py", "seed": 0, "steps": steps, "batch": batch,
-              "lr": lr, "warmup": 20, "optimizer": "AdamW", "test_set": "512 sequences, seed 1234"}
-    path = save_checkpoint(model, (out_dir or data_dir()) / f"{name}.safetensors",
-                           config={"model": dataclasses.asdict(config), "task": TASK,
-                                   "train": recipe}, metrics=metrics)
-    print(f"{name}: test accuracy {acc:.3f}  ({metrics['train_cpu_s']:.0f} CPU s, "
-          f"{metrics['train_wall_s']:.0f} s wall, loss {result.final_loss:.3f})  -> {path}")
+    metrics.update(
+        test_accuracy=round(acc, 4),
+        final_loss=round(result.final_loss, 4),
+        params=sum(p.numel() for p in model.parameters()),
+    )
+    recipe = {
+        "command": "python tools/train_ssm.py",
+        "seed": 0,
+        "steps": steps,
+        "batch": batch,
+        "lr": lr,
+        "warmup": 20,
+        "optimizer": "AdamW",
+        "test_set": "512 sequences, seed 1234",
+    }
+    path = save_checkpoint(
+        model,
+        (out_dir or data_dir()) / f"{name}.safetensors",
+        config={"model": dataclasses.asdict(config), "task": TASK, "train": recipe},
+        metrics=metrics,
+    )
+    print(
+        f"{name}: test accuracy {acc:.3f}  ({metrics['train_cpu_s']:.0f} CPU s, "
+        f"{metrics['train_wall_s']:.0f} s wall, loss {result.final_loss:.3f})  -> {path}"
+    )
     return metrics
 
 
-DENSE = {"length": 1024, "lags": [500, 600], "n": 16, "delta": 0.01, "steps": 300,
-         "lrs": [0.003, 0.01, 0.03], "seeds": [0, 1, 2], "inits": ["random", "stable", "hippo"]}
+DENSE = {
+    "length": 1024,
+    "lags": [500, 600],
+    "n": 16,
+    "delta": 0.01,
+    "steps": 300,
+    "lrs": [0.003, 0.01, 0.03],
+    "seeds": [0, 1, 2],
+    "inits": ["random", "stable", "hippo"],
+}
 
 
 def dense_target(length: int = DENSE["length"], lags=DENSE["lags"]) -> torch.Tensor:
@@ -138,15 +179,28 @@ def train_dense_sweep(out_dir=None) -> dict:
                     history = fit_kernel(model, target, steps=DENSE["steps"], lr=lr, record_every=50)
                     runs[key] = model
                     metrics["runs"][key] = {"init": kind, "seed": seed, "lr": lr, "history": history}
-                    print(f"{key:22s} loss {history[0][1]:10.4g} -> {history[-1][1]:10.4g}   "
-                          f"max|λ̄| {history[0][2]:.4f} -> {history[-1][2]:.4f}", flush=True)
-    config = {"model": {"n": DENSE["n"], "delta": DENSE["delta"], "runs": list(runs)},
-              "task": {"length": DENSE["length"], "lags": DENSE["lags"]},
-              "train": {"command": "python tools/train_ssm.py --dense-a", "seed": 0,
-                        "seeds": DENSE["seeds"], "inits": DENSE["inits"], "lrs": DENSE["lrs"],
-                        "steps": DENSE["steps"], "optimizer": "Adam", "record_every": 50}}
-    path = save_checkpoint(runs, (out_dir or data_dir()) / "ssm_dense_a.safetensors",
-                           config=config, metrics=metrics)
+                    print(
+                        f"{key:22s} loss {history[0][1]:10.4g} -> {history[-1][1]:10.4g}   "
+                        f"max|λ̄| {history[0][2]:.4f} -> {history[-1][2]:.4f}",
+                        flush=True,
+                    )
+    config = {
+        "model": {"n": DENSE["n"], "delta": DENSE["delta"], "runs": list(runs)},
+        "task": {"length": DENSE["length"], "lags": DENSE["lags"]},
+        "train": {
+            "command": "python tools/train_ssm.py --dense-a",
+            "seed": 0,
+            "seeds": DENSE["seeds"],
+            "inits": DENSE["inits"],
+            "lrs": DENSE["lrs"],
+            "steps": DENSE["steps"],
+            "optimizer": "Adam",
+            "record_every": 50,
+        },
+    }
+    path = save_checkpoint(
+        runs, (out_dir or data_dir()) / "ssm_dense_a.safetensors", config=config, metrics=metrics
+    )
     print(f"-> {path}")
     return metrics
 
@@ -157,8 +211,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--out-dir", type=Path, default=None, help="default: data/")
-    parser.add_argument("--dense-a", action="store_true",
-                        help="only the dense-A sweep of notebook 06 §7 (ssm_dense_a)")
+    parser.add_argument(
+        "--dense-a", action="store_true", help="only the dense-A sweep of notebook 06 §7 (ssm_dense_a)"
+    )
     args = parser.parse_args()
     start = time.perf_counter()
     if args.dense_a:

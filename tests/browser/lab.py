@@ -6,6 +6,7 @@ JupyterLab app exposed to the page (``window.jupyterapp``) so the test can call 
 open a notebook, "Run All Cells", wait until every cell ran and the kernel is idle, then read the
 notebook model (error outputs) and the DOM (images, widgets, bertviz's SVG).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,16 +21,25 @@ import urllib.request
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 # Settings a student would not need, that make a headless run deterministic: no autosave, every
 # cell in the DOM (no virtual scrolling), no news or update checks (they would go online).
 USER_SETTINGS = {
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
-        {"fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
 }
 
 
@@ -60,31 +70,43 @@ class LabServer:
         self.port, self.token = free_port(), secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(workdir / "jupyterlab.log", "w")
-        cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
-               f"--port={self.port}", "--ServerApp.port_retries=0",
-               f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
-               "--LabApp.expose_app_in_browser=True",
-               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-               f"--LabApp.user_settings_dir={settings}",
-               f"--LabApp.workspaces_dir={workdir / 'workspaces'}",
-               "--LabApp.extension_manager=readonly", "--ServerApp.terminals_enabled=False"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root}",
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={workdir / 'workspaces'}",
+            "--LabApp.extension_manager=readonly",
+            "--ServerApp.terminals_enabled=False",
+        ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
             cmd.append("--allow-root")
-        full_env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
-                    "PYDEVD_DISABLE_FILE_VALIDATION": "1", **(env or {})}
-        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                        env=full_env, cwd=self.root)
+        full_env = {
+            **os.environ,
+            "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            **(env or {}),
+        }
+        self.process = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=full_env, cwd=self.root
+        )
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited with {self.process.returncode}; "
-                                   f"see {self.log.name}")
+                raise RuntimeError(f"JupyterLab exited with {self.process.returncode}; see {self.log.name}")
             try:
-                with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}",
-                                            timeout=2) as r:
+                with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}", timeout=2) as r:
                     if r.status == 200:
                         return
             except OSError:
@@ -106,8 +128,10 @@ class LabServer:
 
 # JavaScript run in the page. jupyterapp is the JupyterLab application (expose_app_in_browser);
 # window.__courseNb is the notebook panel the test opened.
-JS_APP_READY = ("() => !!(window.jupyterapp && window.jupyterapp.started && "
-                "document.querySelector('#jp-main-dock-panel'))")
+JS_APP_READY = (
+    "() => !!(window.jupyterapp && window.jupyterapp.started && "
+    "document.querySelector('#jp-main-dock-panel'))"
+)
 
 JS_OPEN = """async (path) => {
   // Each notebook meets the page as a fresh one would: forget require.js that an earlier

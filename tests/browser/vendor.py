@@ -8,6 +8,7 @@ registry with ``npm pack`` (run at install time by `make browser-deps`, which .c
 are kept in the git-ignored artifacts/ folder. jQuery 2.0.0, which bertviz names, is not on npm:
 2.1.0 (same API) stands in for it.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -42,8 +43,12 @@ def fetch() -> Path:
     VENDOR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name, (spec, member) in PACKAGES.items():
-            out = subprocess.run([npm, "pack", spec, "--silent", "--pack-destination", tmp],
-                                 capture_output=True, text=True, timeout=120)
+            out = subprocess.run(
+                [npm, "pack", spec, "--silent", "--pack-destination", tmp],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             if out.returncode:
                 raise RuntimeError(f"npm pack {spec} failed: {out.stderr.strip()[-300:]}")
             tarball = Path(tmp) / out.stdout.strip().splitlines()[-1]
@@ -55,8 +60,9 @@ def fetch() -> Path:
 
 if __name__ == "__main__":
     try:
-        print(f"bertviz JavaScript dependencies in {fetch().relative_to(ROOT)}: "
-              f"{', '.join(sorted(PACKAGES))}")
+        print(
+            f"bertviz JavaScript dependencies in {fetch().relative_to(ROOT)}: {', '.join(sorted(PACKAGES))}"
+        )
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         print(f"could not fetch bertviz's JavaScript dependencies: {exc}", file=sys.stderr)
         sys.exit(1)
