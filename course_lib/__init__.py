@@ -44,6 +44,9 @@ Glossary (one name per concept, lowercase axes everywhere)
 ``A, B, C, D``  SSM matrices; ``A_bar, B_bar`` their discretized forms (Ā, B̄)
 ``delta``  the SSM step size Δ
 ``K_bar``  the SSM convolution kernel K̄ = (CB̄, CĀB̄, …, CĀ^{L-1}B̄)
+``nkv``    key/value heads of grouped-query attention, ``n_kv_heads`` (08)
+``v_c, u_o``  skip-gram's centre and context vectors (00)
+``w, u``   RWKV's decay and current-token bonus (09)
 =========  ===============================================================
 
 Shape comments read like ``# (b, nh, t, dh)``. Masks are boolean with ``True`` = "may attend".
