@@ -22,6 +22,7 @@ from course_lib.experiments.bert import (  # noqa: E402
     word_vectors,
 )
 from course_lib.pretrained import find_pretrained, unavailable_line  # noqa: E402
+from hf_reference import random_reference, save  # noqa: E402
 from course_lib.pretrained.bert import bert_config, load_bert  # noqa: E402
 
 CONFIGS = {
@@ -56,17 +57,7 @@ CONFIGS = {
 
 def hf_bert(seed=0, **kw):
     """A BertForPreTraining with random weights, LayerNorms and biases perturbed too."""
-    torch.manual_seed(seed)
-    model = transformers.BertForPreTraining(transformers.BertConfig(**kw)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
-
-
-def save(model, folder):
-    model.save_pretrained(folder, safe_serialization=True)
-    return folder
+    return random_reference(transformers.BertForPreTraining, transformers.BertConfig(**kw), seed)
 
 
 def batch(vocab_size, n_segments=2, seed=1):

@@ -19,6 +19,7 @@ from course_lib.experiments.gpt import (  # noqa: E402
 )
 from course_lib.gpt import GPT, GPTConfig, generate  # noqa: E402
 from course_lib.pretrained import find_pretrained, unavailable_line  # noqa: E402
+from hf_reference import random_reference, save, story_word_level  # noqa: E402
 from course_lib.pretrained.gpt2 import gpt2_config, load_gpt2  # noqa: E402
 
 CONFIGS = {
@@ -39,18 +40,11 @@ CONFIGS = {
 
 def hf_gpt2(seed=0, **kw):
     """A GPT2LMHeadModel with random weights, LayerNorms and biases perturbed too."""
-    torch.manual_seed(seed)
-    config = transformers.GPT2Config(bos_token_id=None, eos_token_id=None, **kw)
-    model = transformers.GPT2LMHeadModel(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
-
-
-def save(model, folder):
-    model.save_pretrained(folder, safe_serialization=True)
-    return folder
+    return random_reference(
+        transformers.GPT2LMHeadModel,
+        transformers.GPT2Config(bos_token_id=None, eos_token_id=None, **kw),
+        seed,
+    )
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -168,9 +162,7 @@ def fake_gpt2_folder(root):
     folder = root / "gpt2"
     hf = hf_gpt2(vocab_size=tok.vocab_size, n_positions=128, n_embd=32, n_layer=2, n_head=4)
     save(hf, folder)
-    wordlevel = tokenizers.Tokenizer(tokenizers.models.WordLevel(tok.token_to_id, unk_token="[UNK]"))
-    wordlevel.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
-    wordlevel.save(str(folder / "tokenizer.json"))
+    story_word_level(folder)
     return folder, hf
 
 

@@ -18,6 +18,7 @@ from course_lib.experiments.mamba import (  # noqa: E402
 )
 from course_lib.mamba import MambaConfig, MambaLM  # noqa: E402
 from course_lib.pretrained import find_pretrained, unavailable_line  # noqa: E402
+from hf_reference import random_reference, save, story_word_level  # noqa: E402
 from course_lib.pretrained.mamba import MAMBA_130M, load_mamba, mamba_config  # noqa: E402
 
 CONFIGS = {
@@ -40,18 +41,11 @@ CONFIGS = {
 
 def hf_mamba(seed=0, **kw):
     """A MambaForCausalLM with random weights, norms, D and biases perturbed too."""
-    torch.manual_seed(seed)
-    config = transformers.MambaConfig(bos_token_id=None, eos_token_id=None, pad_token_id=None, **kw)
-    model = transformers.MambaForCausalLM(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
-
-
-def save(model, folder):
-    model.save_pretrained(folder, safe_serialization=True)
-    return folder
+    return random_reference(
+        transformers.MambaForCausalLM,
+        transformers.MambaConfig(bos_token_id=None, eos_token_id=None, pad_token_id=None, **kw),
+        seed,
+    )
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -186,9 +180,7 @@ def fake_mamba_folder(root):
     folder = root / "mamba-130m"
     hf = hf_mamba(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, state_size=8)
     save(hf, folder)
-    wordlevel = tokenizers.Tokenizer(tokenizers.models.WordLevel(tok.token_to_id, unk_token="[UNK]"))
-    wordlevel.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
-    wordlevel.save(str(folder / "tokenizer.json"))
+    story_word_level(folder)
     return folder, hf
 
 
