@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 __all__ = ["Source", "SOURCES", "pretrained_dir", "find_pretrained", "read_hf_folder",
-           "assign_weights", "unavailable_line", "MANIFEST"]
+           "assign_weights", "require_settings", "unavailable_line", "MANIFEST"]
 
 MANIFEST = "course-manifest.json"   # written by tools/fetch_pretrained.py once every hash matched
 
@@ -87,6 +87,15 @@ def unavailable_line(name: str) -> str:
     return (f"{name} weights not found in {shown}: skipping this section (online, run "
             f"`pip install -e '.[pretrained]'` and `python tools/fetch_pretrained.py {name}` "
             f"once, or set COURSE_PRETRAINED_DIR to a folder that has them).")
+
+
+def require_settings(hf_config: dict, required: dict, who: str, model: str) -> None:
+    """ValueError naming the first config field whose value the course's ``model`` cannot
+    represent (``required``: {field: the only value it supports}; absent fields pass)."""
+    for name, need in required.items():
+        if hf_config.get(name, need) != need:
+            raise ValueError(f"{who}: {name}={hf_config[name]!r} is not supported by the "
+                             f"course's {model} (expected {need!r})")
 
 
 def read_hf_folder(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from course_lib.bert import BertConfig, BertForPretraining
-from course_lib.pretrained import assign_weights, read_hf_folder
+from course_lib.pretrained import assign_weights, read_hf_folder, require_settings
 
 __all__ = ["bert_config", "bert_mapping", "load_bert", "BERT_IGNORE"]
 
@@ -40,10 +40,7 @@ def bert_config(hf_config: dict) -> BertConfig:
     """A BERT ``config.json`` (dict) -> BertConfig; ValueError naming a field the course's BERT
     cannot represent (and its value). Dropout is kept for fine-tuning; a loaded model is in eval
     mode, where it does nothing."""
-    for name, need in _REQUIRED.items():
-        if hf_config.get(name, need) != need:
-            raise ValueError(f"bert_config: {name}={hf_config[name]!r} is not supported by the "
-                             f"course's BERT (expected {need!r})")
+    require_settings(hf_config, _REQUIRED, "bert_config", "BERT")
     d, nh = hf_config.get("hidden_size", 768), hf_config.get("num_attention_heads", 12)
     if d % nh:
         raise ValueError(f"bert_config: hidden_size={d} must be divisible by "

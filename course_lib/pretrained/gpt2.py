@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from course_lib.gpt import GPT, GPTConfig
-from course_lib.pretrained import assign_weights, read_hf_folder
+from course_lib.pretrained import assign_weights, read_hf_folder, require_settings
 
 __all__ = ["gpt2_config", "gpt2_mapping", "load_gpt2", "GPT2_IGNORE"]
 
@@ -43,10 +43,7 @@ def gpt2_config(hf_config: dict) -> GPTConfig:
     if act not in _ACTIVATIONS:
         raise ValueError(f"gpt2_config: activation_function={act!r} is not supported "
                          f"(expected one of {sorted(_ACTIVATIONS)})")
-    for name, need in _REQUIRED.items():
-        if hf_config.get(name, need) != need:
-            raise ValueError(f"gpt2_config: {name}={hf_config[name]!r} is not supported by the "
-                             f"course's GPT (expected {need!r})")
+    require_settings(hf_config, _REQUIRED, "gpt2_config", "GPT")
     d, nh = hf_config.get("n_embd", 768), hf_config.get("n_head", 12)
     if d % nh:
         raise ValueError(f"gpt2_config: n_embd={d} must be divisible by n_head={nh}")

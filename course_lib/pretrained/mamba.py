@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from course_lib.mamba import MambaConfig, MambaLM
-from course_lib.pretrained import assign_weights, read_hf_folder
+from course_lib.pretrained import assign_weights, read_hf_folder, require_settings
 
 __all__ = ["mamba_config", "mamba_mapping", "load_mamba", "MAMBA_130M"]
 
@@ -43,10 +43,7 @@ def mamba_config(hf_config: dict) -> MambaConfig:
     if hf_config.get("model_type", "mamba") != "mamba":
         raise ValueError(f"mamba_config: model_type={hf_config['model_type']!r} is not supported "
                          f"(expected 'mamba')")
-    for name, need in _REQUIRED.items():
-        if hf_config.get(name, need) != need:
-            raise ValueError(f"mamba_config: {name}={hf_config[name]!r} is not supported by the "
-                             f"course's MambaLM (expected {need!r})")
+    require_settings(hf_config, _REQUIRED, "mamba_config", "MambaLM")
     d_model = _get(hf_config, "hidden_size", "d_model", default=768)
     expand = hf_config.get("expand", 2)
     inner = hf_config.get("intermediate_size", expand * d_model)
