@@ -33,3 +33,12 @@ def story_word_level(folder) -> None:
     wordlevel = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
     wordlevel.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
     wordlevel.save(str(folder / "tokenizer.json"))
+
+
+def max_logit_diff(ours, hf, vocab_size: int) -> tuple[float, torch.Tensor]:
+    """Max |course logits - reference logits| on a fixed (3, 17) batch of random ids, and the
+    batch's first 5 tokens as the prompt for the greedy-generation comparison."""
+    ids = torch.randint(0, vocab_size, (3, 17), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        diff = (ours(ids) - hf(ids).logits).abs().max().item()
+    return diff, ids[:, :5]
