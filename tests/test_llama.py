@@ -1,6 +1,8 @@
 """course_lib.llama: RMSNorm / SwiGLU / GQA block, packed documents, KV-cache size,
 speculative decoding (exact and sampled), the story checkpoints and the exercise checkers."""
 
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,10 +16,16 @@ from course_lib.checks.llama import (
 )
 from course_lib.experiments.llama import (
     ARCHS,
+    LR_GRID,
+    REPORT_SEEDS,
+    SELECT_SEEDS,
     checkpoint_path,
+    chosen_lr,
     load_story_model,
+    load_sweep,
     measure_cache_bytes,
     param_total,
+    sweep_path,
 )
 from course_lib.gpt import GPT, GPTConfig
 from course_lib.llama import (
@@ -234,3 +242,61 @@ def test_checkers_pass_the_reference_and_catch_a_bug():
         raise NotImplementedError
 
     assert check_rms_norm(todo).status == "not implemented yet"
+
+
+def test_chosen_lr_takes_the_lowest_mean_validation_loss_and_rejects_unequal_seeds():
+    runs = [
+        dict(arch="gpt", lr=1e-3, seed=0, val_loss=0.70),
+        dict(arch="gpt", lr=1e-3, seed=1, val_loss=0.70),
+        dict(arch="gpt", lr=2e-3, seed=0, val_loss=0.60),
+        dict(arch="gpt", lr=2e-3, seed=1, val_loss=0.90),
+        dict(arch="llama", lr=1e-3, seed=0, val_loss=0.10),
+    ]
+    assert chosen_lr(runs, "gpt") == 1e-3  # mean 0.70 < 0.75, though one 2e-3 seed is best
+    assert chosen_lr(runs, "llama") == 1e-3
+    with pytest.raises(ValueError, match="no runs of arch 'draft'"):
+        chosen_lr(runs, "draft")
+    with pytest.raises(ValueError, match="same seeds"):
+        chosen_lr(runs[:-2], "gpt")
+
+
+@pytest.mark.skipif(not sweep_path().exists(), reason="sweep not built (python tools/train_llama.py)")
+def test_shipped_sweep_chose_on_validation_and_the_checkpoints_are_its_runs():
+    sweep = load_sweep()
+    assert sweep["grid"] == list(LR_GRID) and sweep["select_seeds"] == list(SELECT_SEEDS)
+    for arch in ("gpt", "llama"):
+        lr = chosen_lr(sweep["runs"], arch)
+        assert sweep["chosen"][arch] == lr
+        assert {(r["lr"], r["seed"]) for r in sweep["runs"] if r["arch"] == arch} == {
+            (g, s) for g in LR_GRID for s in SELECT_SEEDS
+        }
+        for seed in REPORT_SEEDS:
+            _, info = load_story_model(arch, seed)
+            assert info["config"]["train"]["lr"] == lr and info["config"]["train"]["seed"] == seed
+            assert "test_loss" in info["metrics"]
+            if seed in SELECT_SEEDS:  # the shipped model is the sweep's run at the chosen rate
+                run = next(r for r in sweep["runs"] if (r["arch"], r["lr"], r["seed"]) == (arch, lr, seed))
+                assert run["val_loss"] == info["metrics"]["val_loss"]
+
+
+def test_train_llama_sweeps_chooses_and_writes_every_file(tmp_path, monkeypatch):
+    import importlib.util
+
+    from pathlib import Path
+
+    tool_file = Path(__file__).resolve().parents[1] / "tools" / "train_llama.py"
+    spec = importlib.util.spec_from_file_location("train_llama", tool_file)
+    tool = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "train_llama", tool)  # the worker processes find _run
+    spec.loader.exec_module(tool)
+    monkeypatch.setattr(tool, "LR_GRID", (1e-3, 3e-3))
+    record = tool.run_all(steps=2, jobs=2, data=tmp_path)
+    assert len(record["runs"]) == 2 * 2 * len(SELECT_SEEDS)
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == sorted(
+        [f"llama_stories_{a}_s{s}.safetensors" for a in ("gpt", "llama") for s in REPORT_SEEDS]
+        + ["llama_stories_draft_s0.safetensors", "llama_lr_sweep.json"]
+    )
+    for arch in ("gpt", "llama"):
+        _, info = load_story_model(arch, 2, path=tmp_path / f"llama_stories_{arch}_s2.safetensors")
+        assert info["config"]["train"]["lr"] == record["chosen"][arch] == chosen_lr(record["runs"], arch)
