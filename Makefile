@@ -33,12 +33,17 @@ lab: install
 
 # The whole suite (unit tests, strict nbval, browser, tools) under this CPU's native kernels and
 # one thread, then strict nbval again under PyTorch's portable kernels with three threads: a
-# stored output that depends on the CPU's vector kernels or the thread count fails here.
+# stored output that depends on the CPU's vector kernels or the thread count fails here. 04, 05
+# and 07 have that pass inside the suite already (tests/test_pretrained_sections.py runs them
+# under those settings with stand-in weights present), so the second pass leaves them out.
+KERNEL_PASS_DONE = notebooks/04_bert.ipynb notebooks/05_gpt.ipynb notebooks/07_mamba.ipynb
+KERNEL_PASS = $(filter-out $(KERNEL_PASS_DONE),$(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb)))
+
 test: install-dev lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(NBVAL) $(PYTEST_ARGS)
 	@echo "nbval again: ATEN_CPU_CAPABILITY=default COURSE_THREADS=3"
 	ATEN_CPU_CAPABILITY=default COURSE_THREADS=3 $(BIN)/python -m pytest -n 2 --dist loadfile \
-		$(NBVAL) notebooks
+		$(NBVAL) $(KERNEL_PASS)
 
 # ruff: lint everything (rules in pyproject.toml); format-check tools/, tests/, benchmarks/ only
 lint: install-dev

@@ -6,6 +6,11 @@ mamba-130m under COURSE_PRETRAINED_DIR, and strict nbval (the Makefile's flags) 
 committed notebooks: the section's cells are ``# NBVAL_IGNORE_OUTPUT``, so they must simply
 run to the end, their assertions included. A recorder plugin (tests/pretrained_fakes.py)
 shows that they did take the weights path. Nothing is downloaded.
+
+This run is also these three notebooks' pass under PyTorch's portable kernels with three
+threads (ATEN_CPU_CAPABILITY=default, COURSE_THREADS=3): every cell outside the section is
+compared strictly there, so `make test`'s second nbval pass leaves 04, 05 and 07 to it instead
+of executing them a fourth time.
 """
 
 import json
@@ -70,6 +75,8 @@ def test_notebooks_pass_strict_nbval_with_the_weights_present(tmp_path):
         os.environ,
         COURSE_PRETRAINED_DIR=str(tmp_path / "pretrained"),
         COURSE_NBVAL_RECORD=str(record),
+        ATEN_CPU_CAPABILITY="default",  # also the portable-kernel pass of these notebooks
+        COURSE_THREADS="3",
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")])),
     )
     env.pop("PYTEST_XDIST_WORKER", None)
