@@ -38,8 +38,8 @@ gradients were asserted equal; ``python benchmarks/bench_pretrained.py``). The r
 backward is quadratic in the length: each step of its loop reads ``discrete_A[:, :, i]`` and
 ``deltaB_u[:, :, i]``, and autograd's backward of each such index writes a zero tensor of the
 full (1, 1536, length, 16) shape and adds it up, so the backward costs O(length²) memory
-traffic (1 layer, one thread: 5.5 s at length 256, 53 s at 512, 206 s at 1024, about 630 s at
-2048), while ours is linear (1.3, 2.5, 4.1 s, 12 s with the read-out). One repeat by default
+traffic. Forward + backward, 1 layer, one thread, at length 256 / 512 / 1024 / 2048: theirs
+6.2 / 54 / 208 / 635 s, ours 2.1 / 3.5 / 6.6 / 12.1 s (``mamba_train_row(length=L)``). One repeat by default
 for that row: the reference's run takes a quarter of an hour; ``mamba_train_row(repeats=3)``
 takes medians.
 """

@@ -27,8 +27,9 @@ from torch import nn
 
 from course_lib.common import IGNORE_INDEX
 
-__all__ = ["train", "TrainResult", "accuracy", "lr_schedule", "save_checkpoint", "load_checkpoint",
-           "checkpoint_meta", "load_model", "progress_enabled", "data_dir"]
+__all__ = ["train", "TrainResult", "accuracy", "best_on_validation", "lr_schedule",
+           "save_checkpoint", "load_checkpoint", "checkpoint_meta", "load_model",
+           "progress_enabled", "data_dir"]
 
 
 def progress_enabled() -> bool:
@@ -103,6 +104,20 @@ def train(model: nn.Module, get_batch: Callable[[int], tuple], loss_fn: Callable
     model.eval()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def best_on_validation(scores: dict, lower_is_better: bool = True):
+    """The setting (a key of ``scores``: {setting: [validation score of each seed]}) with the
+    best mean score; a tie goes to the smaller setting. Every setting needs the same number of
+    seeds (a mean over fewer seeds is a different, noisier estimate)."""
+    if not scores:
+        raise ValueError("best_on_validation: expected at least one setting, received none")
+    counts = {setting: len(values) for setting, values in scores.items()}
+    if len(set(counts.values())) != 1 or 0 in counts.values():
+        raise ValueError(f"best_on_validation: every setting needs the same (non-zero) number of "
+                         f"scores, received {counts}")
+    sign = 1 if lower_is_better else -1
+    return min(scores, key=lambda setting: (sign * sum(scores[setting]) / counts[setting], setting))
 
 
 def _run_eval(model: nn.Module, eval_fn: Callable[[], float]) -> float:

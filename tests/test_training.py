@@ -157,3 +157,16 @@ def test_right_pad_pads_every_row_to_the_longest():
     assert out.dtype == torch.long
     assert out.tolist() == [[1, 2, 3], [4, -100, -100]]
     assert right_pad([[5]], 0, length=3).tolist() == [[5, 0, 0]]
+
+
+def test_best_on_validation_takes_the_best_mean_and_refuses_unequal_seed_counts():
+    from course_lib.training import best_on_validation
+
+    scores = {1e-3: [0.70, 0.70], 3e-3: [0.60, 0.90], 1e-2: [0.80, 0.80]}
+    assert best_on_validation(scores) == 1e-3  # mean 0.70, though 3e-3 holds the best single run
+    assert best_on_validation(scores, lower_is_better=False) == 1e-2
+    assert best_on_validation({2e-3: [0.5], 1e-3: [0.5]}) == 1e-3  # a tie: the smaller setting
+    with pytest.raises(ValueError, match="same"):
+        best_on_validation({1e-3: [0.7, 0.7], 3e-3: [0.6]})
+    with pytest.raises(ValueError, match="at least one setting"):
+        best_on_validation({})

@@ -25,7 +25,7 @@ from course_lib.data.tokenizer import build_tokenizer
 from course_lib.experiments.gpt import encode_stories, evaluate_loss, random_batch
 from course_lib.gpt import GPT, GPTConfig, next_token_loss
 from course_lib.llama import Llama, LlamaConfig, cache_bytes
-from course_lib.training import data_dir, load_model, save_checkpoint, train
+from course_lib.training import best_on_validation, data_dir, load_model, save_checkpoint, train
 
 __all__ = ["ARCHS", "RECIPE", "LR_GRID", "SELECT_SEEDS", "REPORT_SEEDS", "build_story_model",
            "train_story_model", "checkpoint_path", "load_story_model", "sweep_path",
@@ -129,7 +129,7 @@ def chosen_lr(runs: list[dict], arch: str) -> float:
     seeds = {lr: sorted(losses) for lr, losses in by_lr.items()}
     if len({tuple(s) for s in seeds.values()}) != 1:
         raise ValueError(f"every learning rate of {arch!r} needs the same seeds, received {seeds}")
-    return min(by_lr, key=lambda lr: (sum(by_lr[lr].values()) / len(by_lr[lr]), lr))
+    return best_on_validation({lr: list(losses.values()) for lr, losses in by_lr.items()})
 
 
 def load_story_model(arch: str, seed: int = 0, path=None):
