@@ -129,6 +129,20 @@ def test_shipped_checkpoints_reproduce_their_test_accuracy(arch):
     assert build_model(meta["config"]).config == model.config
 
 
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_shipped_learning_rate_was_chosen_on_validation(arch):
+    from course_lib.training import best_on_validation
+
+    _, meta = load_model(data_dir() / f"hybrid_{arch}.safetensors")
+    metrics, lr = meta["metrics"], meta["config"]["train"]["lr"]
+    sweep = metrics["lr_sweep"]
+    assert [float(r) for r in sweep] == meta["config"]["train"]["lr_grid"]
+    scores = {float(r): list(v["validation_by_seed"].values()) for r, v in sweep.items()}
+    assert best_on_validation(scores, lower_is_better=False) == lr == metrics["chosen_lr"]
+    assert sweep[f"{lr:g}"]["validation_by_seed"] == metrics["validation_by_seed"]
+    assert sweep[f"{lr:g}"]["best_step_by_seed"] == metrics["best_step_by_seed"]
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -152,3 +166,27 @@ def test_bad_inputs_of_the_model_and_helpers():
         width_for("a", 1000, 10, n_heads=3, widths=[4, 5])
     with pytest.raises(ValueError, match=r"n_queries \(5\) <= n_pairs \(4\)"):
         multi_query_recall(2, 4, 5)
+
+
+def test_train_hybrid_fit_keeps_the_best_weights_and_records_a_divergence(monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "train_hybrid", Path(__file__).resolve().parents[1] / "tools" / "train_hybrid.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setitem(tool.TRAIN, "steps", 10)
+    monkeypatch.setitem(tool.TRAIN, "eval_every", 5)
+    monkeypatch.setitem(tool.TRAIN, "warmup", 0)
+    val = multi_query_recall(50, seed=1, **tool.TASK)
+    _, info = tool.fit("mamba", 8, 0, val, lr=3e-3)
+    assert info["diverged"] is None and info["best_step"] in (5, 10) and info["val"] > 0
+    torch.manual_seed(0)
+    initial = build_model(tool.model_config("mamba", 8)).state_dict()
+    model, info = tool.fit("mamba", 8, 0, val, lr=1.0)  # Δ underflows to 0 within 5 steps
+    assert info["diverged"].startswith("after step 0: selective_scan: delta must be > 0")
+    assert info["val"] == 0.0 and info["best_step"] == 0 and info["final_loss"] is None
+    for name, tensor in model.state_dict().items():  # nothing better was seen: the initial weights
+        torch.testing.assert_close(tensor, initial[name])
