@@ -19,13 +19,13 @@ with ``unbind`` a linear one. mambapy is a benchmark-only dependency of the cour
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from course_lib.experiments.mamba import scan_inputs
 from course_lib.scan import scan_chunked, scan_sequential, scan_sequential_indexed, selective_scan
-from course_lib.timing import format_rows, median_time
+from course_lib import timing
+from course_lib.timing import format_rows, median, median_time
 
 D_INNER, D_STATE, BATCH = 64, 16, 2
 
@@ -37,14 +37,7 @@ def make_inputs(length: int, seed: int = 0):
 
 def paired_times(fn_a, fn_b, repeats: int = 7) -> tuple[float, float]:
     """Medians of fn_a and fn_b timed alternately, so both see the same machine load."""
-    fn_a(), fn_b()  # warm-up
-    ta, tb = [], []
-    for _ in range(repeats):
-        for fn, out in ((fn_a, ta), (fn_b, tb)):
-            start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
-    return sorted(ta)[repeats // 2], sorted(tb)[repeats // 2]
+    return tuple(median(side) for side in timing.paired_times(fn_a, fn_b, repeats, warmup=1))
 
 
 def scan_only(length: int, backward: bool, scan, seed: int = 0):

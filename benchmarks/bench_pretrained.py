@@ -56,7 +56,7 @@ import torch
 
 from course_lib.gpt import generate
 from course_lib.pretrained.gpt2 import load_gpt2
-from course_lib.timing import format_rows, median_time
+from course_lib.timing import format_rows, median, paired_times
 
 PROMPT_LEN = 8
 
@@ -87,7 +87,7 @@ def gpt2_generate_row(quick: bool = False) -> dict:
     assert mine.shape == (1, PROMPT_LEN + n_new) and torch.equal(mine, theirs), (
         "course GPT and GPT2LMHeadModel disagree on the greedy tokens"
     )
-    ours_s, theirs_s = (_median(side) for side in interleaved(run_ours, run_theirs, repeats))
+    ours_s, theirs_s = (median(side) for side in interleaved(run_ours, run_theirs, repeats))
     return {
         "name": f"GPT-2 124M: {n_new} greedy tokens, batch 1",
         "ours": "course GPT + KV cache",
@@ -100,8 +100,7 @@ def gpt2_generate_row(quick: bool = False) -> dict:
 def interleaved(ours, theirs, repeats: int) -> tuple[list[float], list[float]]:
     """Single runs taken in turns (ours, theirs, ours, ...), so that a change in the machine's
     load hits both sides alike (the runs are seconds long): the times of each side."""
-    times = [(median_time(ours, 1, 0), median_time(theirs, 1, 0)) for _ in range(repeats)]
-    return tuple(list(side) for side in zip(*times))
+    return paired_times(ours, theirs, repeats, warmup=0)
 
 
 def timed(fn) -> tuple[float, object]:
@@ -109,11 +108,6 @@ def timed(fn) -> tuple[float, object]:
     start = time.perf_counter()
     result = fn()
     return time.perf_counter() - start, result
-
-
-def _median(values) -> float:
-    values = sorted(values)
-    return values[len(values) // 2]
 
 
 def _mamba_pair(n_layers: int | None = None):
@@ -175,7 +169,7 @@ def mamba_generate_row(quick: bool = False) -> dict:
             f"logits are {float(top2[0] - top2[1]):.1e} apart (a float near-tie)",
             file=sys.stderr,
         )
-    ours_s, theirs_s = (_median(side) for side in interleaved(run_ours, run_theirs, repeats))
+    ours_s, theirs_s = (median(side) for side in interleaved(run_ours, run_theirs, repeats))
     return {
         "name": f"Mamba-130m: {n_new} greedy tokens, batch 1",
         "ours": "MambaLM.generate (step)",
@@ -224,7 +218,7 @@ def mamba_train_row(
             ours.get_parameter(key).grad, hf.get_parameter(hf_key).grad, rtol=1e-3, atol=1e-5
         )
     more = interleaved(run_ours, run_theirs, repeats - 1) if repeats > 1 else ((), ())
-    ours_s, theirs_s = (_median([first, *rest]) for first, rest in zip((first_ours, first_theirs), more))
+    ours_s, theirs_s = (median([first, *rest]) for first, rest in zip((first_ours, first_theirs), more))
     return {
         "name": f"Mamba-130m layer shapes ({n_layers} of 24 layers): forward + backward, length {length}",
         "ours": "MambaLM (fused scan)",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-__all__ = ["median_time", "format_rows"]
+__all__ = ["median_time", "paired_times", "median", "format_rows"]
 
 
 def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
@@ -24,6 +24,32 @@ def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> 
         fn()
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
+
+
+def paired_times(fn_a: Callable[[], object], fn_b: Callable[[], object], repeats: int = 5,
+                 warmup: int = 1) -> tuple[list[float], list[float]]:
+    """Wall times in seconds of ``repeats`` calls of fn_a and of fn_b taken in turns (a, b, a,
+    b, ...) after ``warmup`` calls of each, so that a change in the machine's load hits both
+    alike: (times of a, times of b)."""
+    if repeats < 0 or warmup < 0:
+        raise ValueError(f"need repeats >= 0 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    for _ in range(warmup):
+        fn_a(), fn_b()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, out in zip((fn_a, fn_b), times):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return times
+
+
+def median(values) -> float:
+    """The middle value (the upper middle one of an even count)."""
+    values = sorted(values)
+    if not values:
+        raise ValueError("median of no values")
+    return values[len(values) // 2]
 
 
 def format_rows(rows: list[dict], topic: bool = False) -> str:

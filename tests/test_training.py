@@ -170,3 +170,17 @@ def test_best_on_validation_takes_the_best_mean_and_refuses_unequal_seed_counts(
         best_on_validation({1e-3: [0.7, 0.7], 3e-3: [0.6]})
     with pytest.raises(ValueError, match="at least one setting"):
         best_on_validation({})
+
+
+def test_paired_times_alternate_the_two_functions_and_median_takes_the_middle():
+    from course_lib.timing import median, paired_times
+
+    calls = []
+    a_times, b_times = paired_times(lambda: calls.append("a"), lambda: calls.append("b"), 3, warmup=1)
+    assert calls == ["a", "b"] * 4 and len(a_times) == len(b_times) == 3
+    assert all(t >= 0 for t in a_times + b_times)
+    assert median([3.0, 1.0, 2.0]) == 2.0 and median([4.0, 1.0]) == 4.0
+    with pytest.raises(ValueError, match="median of no values"):
+        median([])
+    with pytest.raises(ValueError, match="repeats >= 0"):
+        paired_times(lambda: None, lambda: None, -1)
