@@ -13,15 +13,16 @@ same tokens, then times them in the same run (medians of repeats, one thread unl
 
 GPT-2 124M, 128 greedy tokens after an 8-token prompt, batch 1: ``course_lib.gpt.generate``
 with the preallocated KV cache against ``GPT2LMHeadModel.generate(do_sample=False)`` with its
-own cache, the runs taken in turns. Measured on 2 shared cores (2026-12-01): ratio 1.00 (13.79 s
-ours, 13.75 s theirs; an earlier run under heavier load, 0.99). Neither is faster: at batch 1
+own cache, the runs taken in turns. Measured on an idle machine, one thread (2026-12-02): ratio
+1.06 (8.32 s ours, 8.79 s theirs); on 2 cores shared with a CI run (2026-12-01), 1.00 (13.79 s
+vs 13.75 s), and 0.93 to 1.11 across runs. Ours is a few percent faster, less than that swing
+under load, because at batch 1
 both spend about 90 % of their CPU time in the same matrix-vector products (same shapes, same
 layout since the loader keeps GPT-2's Conv1D weights as transposed views, same BLAS; a torch
 profile of 16 tokens, taken when the loader still copied them to (out, in): addmm + mm 2.54 s
 of 2.84 s ours, 2.92 s of 3.50 s theirs). What ours saves
 around them (no torch.cat of the cache each step, one fused tanh-GELU kernel instead of
-NewGELU's seven elementwise ops, no logits processors) is a few percent at most, inside the
-noise of a loaded machine.
+NewGELU's seven elementwise ops, no logits processors) is what the few percent are.
 
 Mamba-130m (``mamba_generate_row``, ``mamba_train_row``): 128 greedy tokens after an 8-token
 prompt, the course's ``MambaLM.generate`` (the recurrent ``step``) against
