@@ -73,22 +73,18 @@ def gpt2_generate_row(quick: bool = False) -> dict:
         hf.save_pretrained(folder)
         ours = load_gpt2(folder)
     prompt = torch.randint(0, 50257, (1, PROMPT_LEN), generator=torch.Generator().manual_seed(0))
-    mask = torch.ones_like(prompt)
 
     def run_ours():
         return generate(ours, prompt, n_new, greedy=True)
 
     def run_theirs():
-        with torch.no_grad():
-            return hf.generate(
-                prompt, attention_mask=mask, max_new_tokens=n_new, do_sample=False, pad_token_id=0
-            )
+        return hf_greedy(hf, prompt, n_new)
 
     mine, theirs = run_ours(), run_theirs()
     assert mine.shape == (1, PROMPT_LEN + n_new) and torch.equal(mine, theirs), (
         "course GPT and GPT2LMHeadModel disagree on the greedy tokens"
     )
-    ours_s, theirs_s = (median(side) for side in interleaved(run_ours, run_theirs, repeats))
+    ours_s, theirs_s = interleaved(run_ours, run_theirs, repeats)
     return {
         "name": f"GPT-2 124M: {n_new} greedy tokens, batch 1",
         "ours": "course GPT + KV cache",
@@ -98,10 +94,22 @@ def gpt2_generate_row(quick: bool = False) -> dict:
     }
 
 
-def interleaved(ours, theirs, repeats: int) -> tuple[list[float], list[float]]:
-    """Single runs taken in turns (ours, theirs, ours, ...), so that a change in the machine's
-    load hits both sides alike (the runs are seconds long): the times of each side."""
-    return paired_times(ours, theirs, repeats, warmup=0)
+def interleaved(ours, theirs, repeats: int) -> tuple[float, float]:
+    """Medians of single runs taken in turns (ours, theirs, ours, ...), so that a change in the
+    machine's load hits both sides alike (the runs are seconds long)."""
+    return tuple(median(side) for side in paired_times(ours, theirs, repeats, warmup=0))
+
+
+def hf_greedy(hf, prompt: torch.Tensor, n_new: int) -> torch.Tensor:
+    """The reference side of a generation row: ``generate`` with greedy decoding and its cache."""
+    with torch.no_grad():
+        return hf.generate(
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            max_new_tokens=n_new,
+            do_sample=False,
+            pad_token_id=0,
+        )
 
 
 def timed(fn) -> tuple[float, object]:
@@ -144,16 +152,12 @@ def mamba_generate_row(quick: bool = False) -> dict:
     n_new, repeats = (16, 1) if quick else (128, 3)
     hf, ours = _mamba_pair()
     prompt = torch.randint(0, 50280, (1, PROMPT_LEN), generator=torch.Generator().manual_seed(0))
-    mask = torch.ones_like(prompt)
 
     def run_ours():
         return ours.generate(prompt, n_new)
 
     def run_theirs():
-        with torch.no_grad():
-            return hf.generate(
-                prompt, attention_mask=mask, max_new_tokens=n_new, do_sample=False, pad_token_id=0
-            )
+        return hf_greedy(hf, prompt, n_new)
 
     mine, theirs = run_ours(), run_theirs()
     assert mine.shape == theirs.shape == (1, PROMPT_LEN + n_new)
@@ -170,7 +174,7 @@ def mamba_generate_row(quick: bool = False) -> dict:
             f"logits are {float(top2[0] - top2[1]):.1e} apart (a float near-tie)",
             file=sys.stderr,
         )
-    ours_s, theirs_s = (median(side) for side in interleaved(run_ours, run_theirs, repeats))
+    ours_s, theirs_s = interleaved(run_ours, run_theirs, repeats)
     return {
         "name": f"Mamba-130m: {n_new} greedy tokens, batch 1",
         "ours": "MambaLM.generate (step)",
@@ -218,7 +222,7 @@ def mamba_train_row(
         torch.testing.assert_close(
             ours.get_parameter(key).grad, hf.get_parameter(hf_key).grad, rtol=1e-3, atol=1e-5
         )
-    more = interleaved(run_ours, run_theirs, repeats - 1) if repeats > 1 else ((), ())
+    more = paired_times(run_ours, run_theirs, repeats - 1, warmup=0)  # none at repeats=1
     ours_s, theirs_s = (median([first, *rest]) for first, rest in zip((first_ours, first_theirs), more))
     return {
         "name": f"Mamba-130m layer shapes ({n_layers} of 24 layers): forward + backward, length {length}",

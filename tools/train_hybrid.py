@@ -129,10 +129,10 @@ def run(arch: str) -> dict:
     test = multi_query_recall(TEST_BATCH, seed=TEST_SEED, **TASK)
     d_model = MAMBA_WIDTH if arch == "mamba" else width_for(ARCHS[arch], budget(), VOCAB_SIZE, N_HEADS)
     sweep = {lr: {seed: fit(arch, d_model, seed, val, lr) for seed in SEEDS} for lr in LR_GRID}
-    mean_val = {lr: sum(i["val"] for _, i in runs.values()) / len(SEEDS) for lr, runs in sweep.items()}
-    chosen = best_on_validation(  # the best mean validation accuracy; a tie: the smaller rate
-        {lr: [i["val"] for _, i in runs.values()] for lr, runs in sweep.items()}, lower_is_better=False
-    )
+    scores = {lr: [i["val"] for _, i in runs.values()] for lr, runs in sweep.items()}
+    mean_val = {lr: sum(v) / len(v) for lr, v in scores.items()}
+    # the best mean validation accuracy; a tie: the smaller rate
+    chosen = best_on_validation(scores, lower_is_better=False)
     by_seed = sweep[chosen]
     test_acc = {str(s): round(recall_accuracy(m, *test), 4) for s, (m, _) in by_seed.items()}
     model, info = by_seed[SEEDS[0]]

@@ -40,6 +40,7 @@ from course_lib.experiments.llama import (
     sweep_path,
     train_story_model,
 )
+from course_lib.training import data_dir
 
 COMPARED = ("gpt", "llama")
 
@@ -59,11 +60,11 @@ def _run(job: tuple) -> dict:
 def run_all(steps: int, jobs: int, data: Path | None = None) -> dict:
     """Sweep, choose, train the remaining report seeds and the draft; write everything under
     ``data`` (default: the course's data/). Returns the sweep record."""
-    target = (
-        (lambda arch, seed: checkpoint_path(arch, seed))
-        if data is None
-        else (lambda arch, seed: data / checkpoint_path(arch, seed).name)
-    )
+    folder = data_dir() if data is None else data
+
+    def target(arch: str, seed: int) -> Path:
+        return folder / checkpoint_path(arch, seed).name
+
     with tempfile.TemporaryDirectory() as scratch, ProcessPoolExecutor(jobs) as pool:
         sweep = [
             (a, s, lr, steps, f"{scratch}/{a}_{lr:g}_s{s}.safetensors")
@@ -92,7 +93,7 @@ def run_all(steps: int, jobs: int, data: Path | None = None) -> dict:
         "runs": [{k: run[k] for k in keep} for run in runs],
         "chosen": chosen,
     }
-    path = sweep_path() if data is None else data / sweep_path().name
+    path = folder / sweep_path().name
     path.write_text(json.dumps(record, indent=1) + "\n")
     print(f"chosen on validation: {chosen}; wrote {path}")
     return record
